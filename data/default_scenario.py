@@ -1,0 +1,138 @@
+"""The default scenario: real data that ships inside installed packages, plus calibrated generators.
+
+* Weather and irradiance: pvlib's bundled TMY3 file for Greensboro, NC (723170TYA.CSV).
+* PV output per kWp: pvlib (solar position, transposition, SAPM cell temperature, PVWatts DC)
+  for several roof orientations, one per profile group.
+* Household load shape: BDEW 2025 standard load profile H25 (15-min, shipped by demandlib).
+* C&I flexible load baseline: BDEW 2025 commercial profile G25.
+* EV sessions, hot-water draws, per-home load diversity: :mod:`vpprl.data.synthetic`.
+* Prices: an illustrative time-of-use tariff; carbon: an illustrative daily profile.
+Everything is listed with its provenance in data/PROVENANCE.md. No file outside the installed
+packages is read and nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+
+import numpy as np
+import pandas as pd
+
+from . import synthetic
+from .profiles import GRID_CHANNELS, H, HOME_CHANNELS, Profiles
+
+DT_S = 900  # native resolution of the default scenario: 15 minutes (BDEW's resolution)
+YEAR = 2023  # a non-leap nominal year for calendars (TMY months come from different years)
+ANNUAL_BASE_LOAD_KWH = 5500.0  # household load excluding space conditioning and water heating
+ROOF_ORIENTATIONS = ((180.0, 25.0), (135.0, 25.0), (225.0, 25.0), (270.0, 20.0))  # (azimuth, tilt) deg
+TOU_PRICES = {"off_peak": 0.12, "mid_peak": 0.20, "on_peak": 0.38}  # $/kWh
+EXPORT_PRICE = 0.05  # $/kWh
+
+
+def _tmy_weather() -> tuple[pd.DataFrame, dict]:
+    from pvlib.iotools import read_tmy3
+
+    path = importlib.resources.files("pvlib") / "data" / "723170TYA.CSV"
+    data, meta = read_tmy3(str(path), coerce_year=YEAR, map_variables=True)
+    data = data.sort_index()
+    return data, meta
+
+
+def _pv_per_kwp(weather: pd.DataFrame, meta: dict, index: pd.DatetimeIndex) -> np.ndarray:
+    """AC kW per kWp for each roof orientation at ``index``; shape (len(ROOF_ORIENTATIONS), len(index))."""
+    import pvlib
+
+    loc = pvlib.location.Location(meta["latitude"], meta["longitude"], altitude=meta["altitude"])
+    # TMY values are hourly averages labelled at the hour's end: evaluate the sun mid-interval.
+    mid = weather.index - pd.Timedelta(minutes=30)
+    solpos = loc.get_solarposition(mid)
+    params = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"]["open_rack_glass_polymer"]
+    out = []
+    for azimuth, tilt in ROOF_ORIENTATIONS:
+        poa = pvlib.irradiance.get_total_irradiance(
+            tilt, azimuth, solpos["apparent_zenith"].to_numpy(), solpos["azimuth"].to_numpy(),
+            weather["dni"].to_numpy(), weather["ghi"].to_numpy(), weather["dhi"].to_numpy())
+        poa_global = np.nan_to_num(np.asarray(poa["poa_global"], dtype=float))
+        t_cell = pvlib.temperature.sapm_cell(poa_global, weather["temp_air"].to_numpy(),
+                                             weather["wind_speed"].to_numpy(), **params)
+        dc = pvlib.pvsystem.pvwatts_dc(poa_global, t_cell, pdc0=1.0, gamma_pdc=-0.004)
+        ac = np.clip(np.asarray(dc) * 0.86 * 0.96, 0.0, 1.0)  # PVWatts default 14% losses, 96% inverter
+        out.append(_to_index(pd.Series(ac, index=mid), index))
+    return np.stack(out)
+
+
+def _to_index(series: pd.Series, index: pd.DatetimeIndex) -> np.ndarray:
+    """Interpolate an hourly series onto ``index`` (wrapping around the year's ends)."""
+    x = (series.index - series.index[0]).total_seconds().to_numpy()
+    xi = (index - series.index[0]).total_seconds().to_numpy()
+    period = 365 * 86400.0
+    return np.interp(xi % period, x, series.to_numpy(), period=period)
+
+
+def _bdew_profile(name: str, index: pd.DatetimeIndex) -> np.ndarray:
+    """A BDEW 2025 standard load profile (h25, g25, ...) on ``index``, normalised to mean 1."""
+    path = importlib.resources.files("demandlib") / "bdew" / "bdew_data" / f"{name}.csv"
+    raw = pd.read_csv(str(path), header=[0, 1], index_col=0)
+    values = raw.to_numpy(dtype=float)  # (96 quarter hours, 12 months x [SA, FT, WT])
+    month = index.month.to_numpy() - 1
+    weekday = index.weekday.to_numpy()
+    day_type = np.where(weekday == 5, 0, np.where(weekday == 6, 1, 2))  # SA, FT (Sunday), WT
+    quarter = (index.hour.to_numpy() * 4 + index.minute.to_numpy() // 15)
+    profile = values[quarter, month * 3 + day_type]
+    return profile / profile.mean()
+
+
+def _tou_prices(index: pd.DatetimeIndex) -> np.ndarray:
+    hour = index.hour.to_numpy()
+    weekday = index.weekday.to_numpy() < 5
+    on_peak = weekday & (hour >= 16) & (hour < 21)
+    mid_peak = (hour >= 7) & (hour < 16) | (~weekday & (hour >= 16) & (hour < 21))
+    return np.where(on_peak, TOU_PRICES["on_peak"], np.where(mid_peak, TOU_PRICES["mid_peak"],
+                                                                TOU_PRICES["off_peak"]))
+
+
+def _carbon(index: pd.DatetimeIndex) -> np.ndarray:
+    """Illustrative marginal carbon intensity: 0.45 kg/kWh at night, lower at midday solar, higher
+    in the evening ramp."""
+    h = index.hour.to_numpy() + index.minute.to_numpy() / 60.0
+    return 0.42 - 0.12 * np.exp(-((h - 13.0) / 3.0) ** 2) + 0.08 * np.exp(-((h - 19.0) / 2.0) ** 2)
+
+
+@functools.lru_cache(maxsize=4)
+def default_profiles(num_profiles: int = 64, seed: int = 2026) -> Profiles:
+    """Profiles of the default scenario: one year at 15-minute resolution, ``num_profiles`` homes.
+
+    Deterministic for a given (num_profiles, seed); cached because building takes ~1 s.
+    """
+    if not 1 <= num_profiles <= 4096:
+        raise ValueError(f"num_profiles must be in [1, 4096], got {num_profiles}")
+    rng = np.random.default_rng(seed)
+    steps_per_day = 86400 // DT_S
+    n_days = 365
+    index = pd.date_range(f"{YEAR}-01-01", periods=n_days * steps_per_day, freq=f"{DT_S}s", tz="Etc/GMT+5")
+    weather, meta = _tmy_weather()
+    t = len(index)
+
+    home = np.zeros((num_profiles, t, len(HOME_CHANNELS)), dtype=np.float32)
+    mean_kw = ANNUAL_BASE_LOAD_KWH / 8760.0
+    h25 = _bdew_profile("h25", index)
+    home[:, :, H["base_load_kw"]] = mean_kw * h25[None, :] * synthetic.load_diversity(rng, num_profiles, t)
+    pv = _pv_per_kwp(weather, meta, index)
+    home[:, :, H["pv_kw_per_kwp"]] = pv[np.arange(num_profiles) % len(ROOF_ORIENTATIONS)]
+    home[:, :, H["dhw_draw_l"]] = synthetic.hot_water_draws(rng, num_profiles, n_days, steps_per_day)
+    home[:, :, H["flex_load_kw"]] = _bdew_profile("g25", index)[None, :]
+    ev = synthetic.ev_sessions(rng, num_profiles, n_days, steps_per_day)
+    home[:, :, H["ev_connected"]: H["ev_target_soc"] + 1] = ev
+
+    grid = np.zeros((t, len(GRID_CHANNELS)))
+    grid[:, 0] = _to_index(weather["temp_air"].astype(float), index)
+    grid[:, 1] = np.clip(_to_index(weather["ghi"].astype(float), index), 0.0, None)
+    grid[:, 2] = _tou_prices(index)
+    grid[:, 3] = EXPORT_PRICE
+    grid[:, 4] = _carbon(index)
+    return Profiles(
+        dt_s=DT_S, home=home, grid=grid, start=f"{YEAR}-01-01", names=tuple(f"default_{k}" for k in range(num_profiles)),
+        source="vpprl default scenario (pvlib TMY3 Greensboro NC, BDEW H25/G25, synthetic EV and hot water)",
+        extra={"latitude": meta["latitude"], "longitude": meta["longitude"]},
+    )

@@ -1,0 +1,1 @@
+"""Vectorized DER fleet environments (pure numpy: importing this imports neither torch nor ray)."""

@@ -1,0 +1,195 @@
+"""The fleet simulator: all homes, all device classes, one vectorized step.
+
+A step is split in three so the shield (and the dispatch loop) can sit in the middle:
+``begin_step()`` reads the exogenous inputs and updates sessions/draws, ``setpoints_from_action``
+turns a default-relative action into kW setpoints, ``apply`` runs the physics and the costs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.profiles import G, H, Profiles, for_resolution
+from .devices import (
+    DEVICE_CLASSES, Battery, EvCharger, FlexLoad, Solar, Thermostat, WaterHeater, map_action,
+)
+from .fleet_builder import FleetLayout
+
+NUM_DEVICE_CLASSES = len(DEVICE_CLASSES)
+BATTERY, EV, PV, WATER_HEATER, THERMOSTAT, FLEX = range(NUM_DEVICE_CLASSES)
+
+#: Per-home constraint costs reported every step (kWh, degC*h, kWh*h).
+COST_NAMES: tuple[str, ...] = (
+    "thermal_discomfort_degh", "dhw_discomfort_degh", "ev_unmet_kwh", "battery_reserve_kwh_h",
+    "site_limit_kwh", "power_limit_kwh", "flex_unserved_kwh",
+)
+
+
+@dataclass
+class ActionStats:
+    """How many action entries were not finite (treated as 0) or outside [-1, 1] (clipped)."""
+
+    nonfinite: int = 0
+    clipped: int = 0
+
+
+@dataclass
+class StepOutcome:
+    """What one step produced. Arrays are (N,) unless noted; powers in kW, energies in kWh."""
+
+    net_kw: np.ndarray
+    default_net_kw: np.ndarray  # what the homes would have drawn with every device left to itself
+    device_kw: np.ndarray  # (N, NUM_DEVICE_CLASSES) power delivered per device class
+    costs: dict[str, np.ndarray]
+    degradation_cost: np.ndarray  # $ battery wear this step
+    pv_curtailed_kwh: np.ndarray
+    ev_required_kwh_departed: float  # energy asked for by sessions that ended this step
+
+
+class Fleet:
+    """N homes sharing K profiles; see the module docstring for the step protocol."""
+
+    def __init__(self, profiles: Profiles, layout: FleetLayout, dt_s: int) -> None:
+        self.profiles = for_resolution(profiles, dt_s)
+        self.layout = layout
+        self.dt_s = int(dt_s)
+        self.dt_h = dt_s / 3600.0
+        self.n = layout.num_homes
+        p = self.profiles
+        if layout.profile_index.max(initial=0) >= p.num_profiles:
+            raise ValueError(f"layout.profile_index refers to profile {layout.profile_index.max()}, "
+                             f"but only {p.num_profiles} profiles exist")
+        self._table = p.home.reshape(-1, p.home.shape[2])  # (K*T, C) float32, shared
+        self._row_base = layout.profile_index.astype(np.int64) * p.num_rows
+        self._shift = layout.shift_rows.astype(np.int64) % p.num_rows
+        self._draw_scale = layout.load_scale * min(1.0, dt_s / p.dt_s)
+        self.battery = Battery(layout.battery)
+        self.ev = EvCharger(layout.ev)
+        self.pv = Solar(layout.pv_kwp)
+        self.water_heater = WaterHeater(layout.water_heater)
+        self.thermostat = Thermostat(layout.thermostat, self.dt_h)
+        self.flex = FlexLoad(layout.flex_load)
+        self.owned = np.stack([d.owned for d in self.devices], axis=1)  # (N, D)
+        self.start_s = 0
+        self.t = 0
+        self.base_load_kw = np.zeros(self.n)
+        self.grid = np.zeros(len(G))
+        self.net_kw = np.zeros(self.n)
+        self.action_stats = ActionStats()
+        self._ranges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._ev_unmet = np.zeros(self.n)
+        self._ev_required_departed = 0.0
+
+    @property
+    def devices(self) -> tuple:
+        """Device objects in action-column order (see DEVICE_CLASSES)."""
+        return (self.battery, self.ev, self.pv, self.water_heater, self.thermostat, self.flex)
+
+    # ----- time -------------------------------------------------------------------------------
+    @property
+    def seconds(self) -> int:
+        """Seconds since the profiles' row 0 at the start of the current step."""
+        return self.start_s + self.t * self.dt_s
+
+    @property
+    def row(self) -> int:
+        return (self.seconds // self.profiles.dt_s) % self.profiles.num_rows
+
+    def reset(self, rng: np.random.Generator, start_s: int) -> None:
+        """Randomise device states and put the clock at ``start_s`` seconds into the profiles."""
+        self.start_s = int(start_s)
+        self.t = 0
+        for device in self.devices:
+            if hasattr(device, "reset"):
+                device.reset(rng)
+        self.net_kw = np.zeros(self.n)
+        self.action_stats = ActionStats()
+        self.begin_step()
+
+    # ----- step protocol ----------------------------------------------------------------------
+    def begin_step(self) -> None:
+        """Read this step's exogenous inputs (profiles, weather) and update sessions and draws."""
+        p = self.profiles
+        row = self.row
+        idx = (self._shift + row) % p.num_rows
+        idx += self._row_base
+        ch = np.ascontiguousarray(self._table[idx].T, dtype=np.float64)  # (C, N)
+        self.grid = p.grid[row]
+        self.base_load_kw = self.layout.load_scale * ch[H["base_load_kw"]]
+        self.pv.update(ch[H["pv_kw_per_kwp"]])
+        elapsed_h = (self.seconds % p.dt_s) / 3600.0
+        self._ev_unmet, departed = self.ev.update_sessions(
+            ch[H["ev_connected"]] > 0.5, ch[H["ev_hours_to_departure"]] - elapsed_h, ch[H["ev_capacity_kwh"]],
+            ch[H["ev_arrival_soc"]], ch[H["ev_target_soc"]])
+        self._ev_required_departed = float(self.ev.required_kwh[departed].sum()) if departed.any() else 0.0
+        self.thermostat.update(self.grid[G["outdoor_temp_c"]], self.grid[G["ghi_w_m2"]])
+        self.water_heater.update(self._draw_scale * ch[H["dhw_draw_l"]], self.dt_h)
+        self.flex.update(ch[H["flex_load_kw"]])
+        self._ranges = None
+
+    def action_ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(p_lo, p_default, p_hi), each (N, D) kW, for this step (cached until the next step)."""
+        if self._ranges is None:
+            lo, de, hi = zip(*(d.action_range(self.dt_h) for d in self.devices))
+            self._ranges = (np.stack(lo, axis=1), np.stack(de, axis=1), np.stack(hi, axis=1))
+        return self._ranges
+
+    def feasible_power(self) -> tuple[np.ndarray, np.ndarray]:
+        """(p_min, p_max), each (N, D) kW: the hard physical limits for this step."""
+        lo, hi = zip(*(d.feasible_power(self.dt_h) for d in self.devices))
+        return np.stack(lo, axis=1), np.stack(hi, axis=1)
+
+    def sanitize_action(self, action: np.ndarray) -> np.ndarray:
+        """NaN/inf entries become 0 (the device's own behaviour), others are clipped to [-1, 1];
+        both are counted in ``action_stats``. Wrong shapes raise."""
+        a = np.asarray(action, dtype=np.float64)
+        if a.size != self.n * NUM_DEVICE_CLASSES:
+            raise ValueError(f"action must have {self.n} x {NUM_DEVICE_CLASSES} = {self.n * NUM_DEVICE_CLASSES} "
+                             f"entries (homes x device classes {DEVICE_CLASSES}), got shape {a.shape}")
+        a = a.reshape(self.n, NUM_DEVICE_CLASSES)
+        finite = np.isfinite(a)
+        if not finite.all():
+            self.action_stats.nonfinite += int(a.size - finite.sum())
+            a = np.where(finite, a, 0.0)
+        out = (a < -1.0) | (a > 1.0)
+        if out.any():
+            self.action_stats.clipped += int(out.sum())
+            a = np.clip(a, -1.0, 1.0)
+        return a
+
+    def setpoints_from_action(self, action: np.ndarray) -> np.ndarray:
+        """(N, D) kW setpoints from a default-relative action (see devices.base)."""
+        lo, de, hi = self.action_ranges()
+        return map_action(self.sanitize_action(action), lo, de, hi)
+
+    def apply(self, setpoints_kw: np.ndarray) -> StepOutcome:
+        """Run the physics with kW setpoints (N, D), advance the clock, and return the outcome."""
+        dt_h = self.dt_h
+        sp = np.asarray(setpoints_kw, dtype=np.float64).reshape(self.n, NUM_DEVICE_CLASSES)
+        sp = np.where(np.isfinite(sp), sp, self.action_ranges()[1])
+        delivered = np.empty_like(sp)
+        for j, device in enumerate(self.devices):
+            delivered[:, j] = device.step(sp[:, j], dt_h)
+        default_net = self.base_load_kw + self.action_ranges()[1].sum(axis=1)
+        net = self.base_load_kw + delivered.sum(axis=1)
+        lay = self.layout
+        costs = {
+            "thermal_discomfort_degh": self.thermostat.discomfort_c() * dt_h,
+            "dhw_discomfort_degh": self.water_heater.discomfort_c() * dt_h,
+            "ev_unmet_kwh": self._ev_unmet,
+            "battery_reserve_kwh_h": self.battery.reserve_shortfall_kwh() * dt_h,
+            "site_limit_kwh": (np.maximum(net - lay.site_import_limit_kw, 0.0)
+                               + np.maximum(-net - lay.site_export_limit_kw, 0.0)) * dt_h,
+            "power_limit_kwh": np.abs(sp - delivered).sum(axis=1) * dt_h,
+        }
+        degradation = np.abs(delivered[:, BATTERY]) * dt_h * lay.battery.degradation_cost_per_kwh
+        curtailed = (delivered[:, PV] + self.pv.available_kw) * dt_h
+        self.net_kw = net
+        self.t += 1
+        costs["flex_unserved_kwh"] = (self.flex.settle_window() if self.seconds % 86400 == 0
+                                      else np.zeros(self.n))
+        outcome = StepOutcome(net, default_net, delivered, costs, degradation, curtailed, self._ev_required_departed)
+        self.begin_step()
+        return outcome

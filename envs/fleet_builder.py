@@ -1,0 +1,137 @@
+"""Build per-home device parameters for a fleet of 1 to 1,000,000 homes from shared profiles.
+
+Seeded and reproducible: the same (config, profiles) always gives the same fleet. Homes keep
+an index into the K shared profiles plus a scale and a time shift, never their own copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.citylearn import CityLearnDataset
+from ..data.profiles import Profiles
+from .devices import BatteryParams, EvChargerParams, FlexLoadParams, ThermostatParams, WaterHeaterParams
+from .fleet_config import FleetConfig
+
+
+@dataclass
+class FleetLayout:
+    """Everything per home that does not change during an episode."""
+
+    profile_index: np.ndarray  # (N,) int64 into profiles
+    shift_rows: np.ndarray  # (N,) int64 time shift in profile rows
+    load_scale: np.ndarray  # (N,) multiplier of the base load and hot-water draws
+    pv_kwp: np.ndarray
+    battery: BatteryParams
+    ev: EvChargerParams
+    water_heater: WaterHeaterParams
+    thermostat: ThermostatParams
+    flex_load: FlexLoadParams
+    vulnerable: np.ndarray  # (N,) bool
+    site_import_limit_kw: np.ndarray
+    site_export_limit_kw: np.ndarray
+
+    @property
+    def num_homes(self) -> int:
+        return len(self.profile_index)
+
+
+def _uniform(rng: np.random.Generator, interval: tuple[float, float], n: int) -> np.ndarray:
+    return rng.uniform(interval[0], interval[1], n)
+
+
+def build_fleet(config: FleetConfig, profiles: Profiles) -> FleetLayout:
+    """Sample a fleet: ownership, device sizes, comfort bands, profile assignment and shifts."""
+    n = config.num_homes
+    rng = np.random.default_rng(config.seed)
+    own = config.ownership
+    has = {name: rng.random(n) < getattr(own, name)
+           for name in ("battery", "ev", "pv", "water_heater", "thermostat", "flex_load")}
+
+    rows_per_day = max(1, 86400 // profiles.dt_s)
+    jitter = int(round(config.time_jitter_minutes * 60 / profiles.dt_s))
+    shift = rng.integers(0, config.max_day_shift + 1, n) * rows_per_day + rng.integers(-jitter, jitter + 1, n)
+    shift %= profiles.num_rows
+
+    cap = np.where(has["battery"], _uniform(rng, config.battery_kwh, n), 0.0)
+    battery_kw = cap * _uniform(rng, config.battery_c_rate, n)
+    battery = BatteryParams(
+        capacity_kwh=cap, max_charge_kw=battery_kw, max_discharge_kw=battery_kw.copy(),
+        charge_efficiency=np.full(n, 0.95), discharge_efficiency=np.full(n, 0.95),
+        soc_min=np.full(n, 0.05), soc_max=np.full(n, 0.95),
+        reserve_soc=_uniform(rng, config.battery_reserve_soc, n), degradation_cost_per_kwh=np.full(n, 0.02),
+    )
+    charger_kw = np.where(has["ev"], rng.choice(np.asarray(config.ev_charger_kw), n), 0.0)
+    v2g = has["ev"] & (rng.random(n) < config.v2g_fraction)
+    ev = EvChargerParams(max_charge_kw=charger_kw, max_discharge_kw=np.where(v2g, charger_kw, 0.0),
+                         efficiency=np.full(n, 0.93), v2g_min_soc=np.full(n, 0.3))
+    vulnerable = rng.random(n) < config.vulnerable_fraction
+    band_lo = np.where(vulnerable, config.vulnerable_comfort_band_c[0], config.comfort_band_c[0])
+    band_hi = np.where(vulnerable, config.vulnerable_comfort_band_c[1], config.comfort_band_c[1])
+    thermostat = ThermostatParams(
+        resistance_c_per_kw=_uniform(rng, config.home_resistance_c_per_kw, n),
+        capacitance_kwh_per_c=_uniform(rng, config.home_capacitance_kwh_per_c, n),
+        heat_pump_kw=np.where(has["thermostat"], _uniform(rng, config.heat_pump_kw, n), 0.0),
+        comfort_low_c=band_lo, comfort_high_c=band_hi,
+        solar_aperture_m2=_uniform(rng, (1.0, 4.0), n), internal_gain_kw=_uniform(rng, (0.2, 0.6), n),
+    )
+    water_heater = WaterHeaterParams(
+        volume_l=_uniform(rng, config.water_heater_litres, n),
+        element_kw=np.where(has["water_heater"], _uniform(rng, config.water_heater_kw, n), 0.0),
+        comfort_low_c=np.full(n, 45.0), comfort_high_c=np.full(n, 65.0), setpoint_c=np.full(n, 52.0),
+        max_temp_c=np.full(n, 75.0), ua_kw_per_c=np.full(n, 0.0025), inlet_c=np.full(n, 12.0),
+        ambient_c=np.full(n, 20.0),
+    )
+    flex_kw = np.where(has["flex_load"], _uniform(rng, config.flex_load_kw, n), 0.0)
+    flex = FlexLoadParams(scale_kw=flex_kw, max_curtail_fraction=np.full(n, 0.3), max_rebound_kw=0.3 * flex_kw,
+                          max_backlog_kwh=1.2 * flex_kw)
+    # C&I sites get a larger service connection
+    imp = np.full(n, config.site_import_limit_kw) + 2.0 * flex_kw
+    exp = np.full(n, config.site_export_limit_kw)
+    return FleetLayout(
+        profile_index=rng.integers(0, profiles.num_profiles, n),
+        shift_rows=shift.astype(np.int64),
+        load_scale=rng.lognormal(0.0, config.load_scale_sigma, n) if config.load_scale_sigma > 0 else np.ones(n),
+        pv_kwp=np.where(has["pv"], _uniform(rng, config.pv_kwp, n), 0.0),
+        battery=battery, ev=ev, water_heater=water_heater, thermostat=thermostat, flex_load=flex,
+        vulnerable=vulnerable, site_import_limit_kw=imp, site_export_limit_kw=exp,
+    )
+
+
+def build_citylearn_fleet(dataset: CityLearnDataset, config: FleetConfig | None = None,
+                          replicate: bool = False) -> FleetLayout:
+    """A fleet from a CityLearn dataset.
+
+    With ``replicate=False`` (default) there is exactly one home per building, with the
+    building's own battery, PV and charger from schema.json, no shifts and no scaling: the
+    dataset as published. Thermostat, water heater and flexible load follow ``config.ownership``
+    (CityLearn 2022 has no controllable ones: pass ownership 0 to leave them out).
+    With ``replicate=True``, ``config.num_homes`` homes are sampled from the buildings with the
+    config's scaling and shifts, keeping each building's device sizes.
+    """
+    profiles = dataset.profiles
+    k = profiles.num_profiles
+    if config is None:
+        config = FleetConfig(num_homes=k)
+    if not replicate:
+        config = FleetConfig(**{**config.__dict__, "num_homes": k, "load_scale_sigma": 0.0, "max_day_shift": 0,
+                                "time_jitter_minutes": 0.0})
+    layout = build_fleet(config, profiles)
+    idx = np.arange(config.num_homes) % k if not replicate else layout.profile_index
+    layout.profile_index = idx
+    b = dataset.buildings
+    spec = lambda attr: np.array([getattr(b[i], attr) for i in idx], dtype=float)  # noqa: E731
+    cap = spec("battery_kwh")
+    layout.battery.capacity_kwh = cap
+    layout.battery.max_charge_kw = spec("battery_kw")
+    layout.battery.max_discharge_kw = spec("battery_kw")
+    eff = np.sqrt(spec("battery_efficiency"))  # CityLearn's efficiency is round-trip
+    layout.battery.charge_efficiency = np.where(cap > 0, eff, 0.95)
+    layout.battery.discharge_efficiency = np.where(cap > 0, eff, 0.95)
+    layout.pv_kwp = spec("pv_kwp")
+    layout.ev.max_charge_kw = spec("charger_kw")
+    layout.ev.max_discharge_kw = spec("charger_discharge_kw")
+    layout.ev.efficiency = np.where(spec("charger_kw") > 0, spec("charger_efficiency"), 0.93)
+    return layout
