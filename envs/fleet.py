@@ -46,6 +46,8 @@ class StepOutcome:
     degradation_cost: np.ndarray  # $ battery wear this step
     pv_curtailed_kwh: np.ndarray
     ev_required_kwh_departed: float  # energy asked for by sessions that ended this step
+    grid: np.ndarray  # grid signals (see GRID_CHANNELS) during the step
+    seconds: int  # seconds since the profiles' row 0 at the start of the step
 
 
 class Fleet:
@@ -187,9 +189,11 @@ class Fleet:
         degradation = np.abs(delivered[:, BATTERY]) * dt_h * lay.battery.degradation_cost_per_kwh
         curtailed = (delivered[:, PV] + self.pv.available_kw) * dt_h
         self.net_kw = net
+        grid, seconds = self.grid, self.seconds
         self.t += 1
         costs["flex_unserved_kwh"] = (self.flex.settle_window() if self.seconds % 86400 == 0
                                       else np.zeros(self.n))
-        outcome = StepOutcome(net, default_net, delivered, costs, degradation, curtailed, self._ev_required_departed)
+        outcome = StepOutcome(net, default_net, delivered, costs, degradation, curtailed, self._ev_required_departed,
+                              grid, seconds)
         self.begin_step()
         return outcome

@@ -1,0 +1,90 @@
+"""Observation layout: per-home features plus global features, all O(1)-scaled and fleet-size free.
+
+The centralized env flattens ``home`` (N, F) row-major and appends ``globals`` (G,); the
+multi-agent env gives home i the row ``home[i]`` followed by ``globals``. Names are exported
+so the policy export manifest can record the layout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.profiles import G
+from .fleet import Fleet
+
+HOME_FEATURES: tuple[str, ...] = (
+    "base_load_kw/5", "pv_available_kw/5", "net_kw_last/10", "default_kw/10",
+    "battery_soc", "battery_kwh/20", "battery_reserve_soc",
+    "ev_connected", "ev_needed_kwh/50", "ev_hours_to_departure/24", "ev_charger_kw/11", "ev_v2g",
+    "indoor_temp_rel_band", "hvac_heating_mode", "heat_pump_kw/5", "vulnerable",
+    "tank_temp_rel_band", "water_heater_kw/5",
+    "flex_baseline_kw/100", "flex_backlog_rel",
+)
+BASE_GLOBAL_FEATURES: tuple[str, ...] = (
+    "sin_time_of_day", "cos_time_of_day", "sin_day_of_year", "cos_day_of_year", "weekend",
+    "outdoor_temp_c/40", "ghi_w_m2/1000", "price_import/0.5", "price_export/0.5", "carbon_kg_per_kwh",
+    "aggregate_kw_per_home/5",
+)
+
+
+def _rel_band(temp: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """-1 at the lower band edge, +1 at the upper one."""
+    return (2.0 * temp - lo - hi) / np.maximum(hi - lo, 1e-6)
+
+
+class ObservationBuilder:
+    """Fills a preallocated (N, F) array each step; static features are written once."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        lay = fleet.layout
+        self.home = np.zeros((fleet.n, len(HOME_FEATURES)), dtype=np.float32)
+        col = {name: j for j, name in enumerate(HOME_FEATURES)}
+        self._col = col
+        static = {
+            "battery_kwh/20": lay.battery.capacity_kwh / 20.0, "battery_reserve_soc": lay.battery.reserve_soc,
+            "ev_charger_kw/11": lay.ev.max_charge_kw / 11.0, "ev_v2g": (lay.ev.max_discharge_kw > 0),
+            "heat_pump_kw/5": lay.thermostat.heat_pump_kw / 5.0, "vulnerable": lay.vulnerable,
+            "water_heater_kw/5": lay.water_heater.element_kw / 5.0,
+        }
+        for name, v in static.items():
+            self.home[:, col[name]] = v
+        import pandas as pd
+
+        self._start_weekday = pd.Timestamp(fleet.profiles.start).weekday()
+        self._backlog_scale = np.where(lay.flex_load.max_backlog_kwh > 0, 1.0 / np.maximum(
+            lay.flex_load.max_backlog_kwh, 1e-9), 0.0)
+
+    def build_home(self, default_kw: np.ndarray) -> np.ndarray:
+        f = self.fleet
+        c = self._col
+        h = self.home
+        h[:, c["base_load_kw/5"]] = f.base_load_kw / 5.0
+        h[:, c["pv_available_kw/5"]] = f.pv.available_kw / 5.0
+        h[:, c["net_kw_last/10"]] = f.net_kw / 10.0
+        h[:, c["default_kw/10"]] = default_kw / 10.0
+        h[:, c["battery_soc"]] = f.battery.soc
+        h[:, c["ev_connected"]] = f.ev.connected
+        h[:, c["ev_needed_kwh/50"]] = f.ev.energy_needed_kwh / 50.0
+        h[:, c["ev_hours_to_departure/24"]] = f.ev.hours_to_departure / 24.0
+        th = f.thermostat
+        h[:, c["indoor_temp_rel_band"]] = _rel_band(th.temp_c, th.params.comfort_low_c, th.params.comfort_high_c)
+        h[:, c["hvac_heating_mode"]] = th.heating
+        wh = f.water_heater
+        h[:, c["tank_temp_rel_band"]] = _rel_band(wh.temp_c, wh.params.comfort_low_c, wh.params.comfort_high_c)
+        h[:, c["flex_baseline_kw/100"]] = f.flex.baseline_kw / 100.0
+        h[:, c["flex_backlog_rel"]] = f.flex.backlog_kwh * self._backlog_scale
+        return h
+
+    def build_globals(self) -> np.ndarray:
+        f = self.fleet
+        s = f.seconds
+        tod = 2 * np.pi * (s % 86400) / 86400.0
+        doy = 2 * np.pi * ((s // 86400) % 365) / 365.0
+        weekend = float(((self._start_weekday + s // 86400) % 7) >= 5)
+        g = f.grid
+        return np.array([
+            np.sin(tod), np.cos(tod), np.sin(doy), np.cos(doy), weekend,
+            g[G["outdoor_temp_c"]] / 40.0, g[G["ghi_w_m2"]] / 1000.0, g[G["price_import"]] / 0.5,
+            g[G["price_export"]] / 0.5, g[G["carbon_kg_per_kwh"]], float(f.net_kw.sum()) / f.n / 5.0,
+        ])

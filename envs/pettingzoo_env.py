@@ -1,0 +1,67 @@
+"""``VppParallelEnv``: a PettingZoo ParallelEnv view of the fleet (one agent per home).
+
+Same observations, actions and rewards as :class:`VppMultiAgentEnv`; ``state()`` returns the
+centralized observation for centralized critics. Spaces are cached: the same object every call.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from pettingzoo import ParallelEnv
+
+from .fleet import NUM_DEVICE_CLASSES
+from .vpp_env import VppEnv
+
+
+class VppParallelEnv(ParallelEnv):
+    metadata = {"name": "vpprl_fleet_v0", "render_modes": []}
+
+    def __init__(self, config: Any = None, **kwargs: Any) -> None:
+        self.env = VppEnv(config, **kwargs)
+        self.possible_agents = [f"home_{i}" for i in range(self.env.n)]
+        self.agents: list[str] = []
+        n_obs = len(self.env.home_features) + len(self.env.global_features)
+        self._obs_space = gym.spaces.Box(-np.inf, np.inf, (n_obs,), np.float32)
+        self._act_space = gym.spaces.Box(-1.0, 1.0, (NUM_DEVICE_CLASSES,), np.float32)
+        self.state_space = self.env.observation_space
+        self.render_mode = None
+
+    @functools.lru_cache(maxsize=None)
+    def observation_space(self, agent: str) -> gym.Space:
+        return self._obs_space
+
+    @functools.lru_cache(maxsize=None)
+    def action_space(self, agent: str) -> gym.Space:
+        return self._act_space
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        info = self.env.reset_fleet(seed=seed)
+        self.agents = list(self.possible_agents)
+        return dict(zip(self.agents, self.env.agent_observations())), {a: dict(info) for a in self.agents}
+
+    def step(self, actions: dict[str, np.ndarray]):
+        action = np.zeros((self.env.n, NUM_DEVICE_CLASSES))
+        index = {a: i for i, a in enumerate(self.possible_agents)}
+        for aid, a in actions.items():
+            action[index[aid]] = a
+        reward, truncated, info = self.env.advance(self.env.fleet.setpoints_from_action(action))
+        agents = self.agents
+        obs = dict(zip(agents, self.env.agent_observations()))
+        rewards = dict(zip(agents, reward.tolist()))
+        terminations = dict.fromkeys(agents, False)
+        truncations = dict.fromkeys(agents, truncated)
+        costs = info["costs"]
+        infos = {a: {k: float(v[i]) for k, v in costs.items()} for i, a in enumerate(agents)}
+        if truncated:
+            self.agents = []
+        return obs, rewards, terminations, truncations, infos
+
+    def state(self) -> np.ndarray:
+        return self.env._observe()
+
+    def close(self) -> None:
+        self.env.close()

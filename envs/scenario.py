@@ -1,0 +1,100 @@
+"""Scenario = data source + fleet + tasks + time settings + cost weights; validated at construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from ..data.citylearn import load_citylearn
+from ..data.default_scenario import default_profiles
+from ..data.profiles import Profiles
+from .fleet import COST_NAMES, Fleet
+from .fleet_builder import build_citylearn_fleet, build_fleet
+from .fleet_config import FleetConfig
+from .tasks import TASKS, Task, make_task
+
+
+@dataclass
+class CostWeights:
+    """$ per unit of each constraint cost subtracted from the reward (0 = report only, as in
+    constrained RL). Costs are always reported in ``info`` whatever the weights."""
+
+    thermal_discomfort_degh: float = 0.5
+    dhw_discomfort_degh: float = 0.1
+    ev_unmet_kwh: float = 0.5
+    battery_reserve_kwh_h: float = 0.2
+    site_limit_kwh: float = 1.0
+    power_limit_kwh: float = 0.0
+    flex_unserved_kwh: float = 0.3
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not 0.0 <= v <= 1e4:
+                raise ValueError(f"CostWeights.{f.name} must be in [0, 10000] $/unit, got {v!r}")
+        assert tuple(f.name for f in fields(self)) == COST_NAMES
+
+
+@dataclass
+class ScenarioConfig:
+    """Everything that defines an environment instance.
+
+    :param tasks: task name -> keyword parameters (see ``vpprl.envs.tasks``); several compose.
+    :param dt_s: step length in seconds (1 s .. 1 day); must divide or be a multiple of the data's resolution.
+    :param episode_hours: episode length; reaching it is ``truncated``, never ``terminated``.
+    :param start_day: first day of every episode, or None for a random day (and hour, for episodes
+        shorter than a day) drawn from ``reset(seed=...)``.
+    :param dataset: a CityLearn-format dataset directory, or None for the default scenario.
+    :param citylearn_replicate: with a dataset, sample ``fleet.num_homes`` homes from its buildings
+        (True) or use exactly one home per building as published (False).
+    """
+
+    fleet: FleetConfig = field(default_factory=FleetConfig)
+    tasks: dict = field(default_factory=lambda: {"price_arbitrage": {}})
+    dt_s: int = 900
+    episode_hours: float = 24.0
+    start_day: int | None = None
+    dataset: str | None = None
+    citylearn_replicate: bool = False
+    num_profiles: int = 64
+    cost_weights: CostWeights = field(default_factory=CostWeights)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fleet, dict):
+            self.fleet = FleetConfig(**self.fleet)
+        if isinstance(self.cost_weights, dict):
+            self.cost_weights = CostWeights(**self.cost_weights)
+        if not isinstance(self.dt_s, int) or not 1 <= self.dt_s <= 86400:
+            raise ValueError(f"ScenarioConfig.dt_s must be an integer in [1, 86400] seconds, got {self.dt_s!r}")
+        if not self.dt_s / 3600.0 <= self.episode_hours <= 24.0 * 366:
+            raise ValueError(f"ScenarioConfig.episode_hours must be in [dt_s/3600, 8784], got {self.episode_hours!r}")
+        if not self.tasks:
+            raise ValueError(f"ScenarioConfig.tasks must name at least one of {sorted(TASKS)}")
+        for name in self.tasks:
+            if name not in TASKS:
+                raise ValueError(f"ScenarioConfig.tasks: unknown task {name!r}; choose from {sorted(TASKS)}")
+        if self.start_day is not None and not 0 <= self.start_day <= 365:
+            raise ValueError(f"ScenarioConfig.start_day must be in [0, 365] or None, got {self.start_day!r}")
+        if not 1 <= self.num_profiles <= 4096:
+            raise ValueError(f"ScenarioConfig.num_profiles must be in [1, 4096], got {self.num_profiles!r}")
+
+    @property
+    def episode_steps(self) -> int:
+        return max(1, int(round(self.episode_hours * 3600 / self.dt_s)))
+
+
+def load_profiles(config: ScenarioConfig):
+    """(profiles, layout) for the scenario's data source and fleet."""
+    if config.dataset is not None:
+        ds = load_citylearn(config.dataset)
+        layout = build_citylearn_fleet(ds, config.fleet, replicate=config.citylearn_replicate)
+        return ds.profiles, layout
+    profiles: Profiles = default_profiles(config.num_profiles)
+    return profiles, build_fleet(config.fleet, profiles)
+
+
+def build_scenario(config: ScenarioConfig) -> tuple[Fleet, list[Task]]:
+    """Construct the fleet simulator and the task objects of a scenario."""
+    profiles, layout = load_profiles(config)
+    fleet = Fleet(profiles, layout, config.dt_s)
+    tasks = [make_task(name, **(params or {})) for name, params in config.tasks.items()]
+    return fleet, tasks

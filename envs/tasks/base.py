@@ -1,0 +1,52 @@
+"""A grid service the fleet delivers: its signals, its share of the reward, its KPIs.
+
+Tasks compose: a scenario carries several and the reward is their sum. Rewards are per home
+in $ (a task that judges the fleet as a whole splits its fleet-level term across homes by a
+documented rule), so the centralized and the multi-agent env optimise the same objective.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ..fleet import Fleet, StepOutcome
+
+
+def split_by_weight(total: float, weights: np.ndarray) -> np.ndarray:
+    """Split a fleet-level amount across homes in proportion to ``weights`` (equally if all 0)."""
+    s = weights.sum()
+    if s <= 1e-12:
+        return np.full(len(weights), total / len(weights))
+    return total * (weights / s)
+
+
+class Task(ABC):
+    """Base class; subclasses set ``name`` and ``obs_names``."""
+
+    name: str = "task"
+    obs_names: tuple[str, ...] = ()
+
+    def reset(self, fleet: Fleet, episode_steps: int, rng: np.random.Generator) -> None:
+        """Prepare the episode (schedules, signals); called after the fleet was reset."""
+        self.n = fleet.n
+        self.dt_h = fleet.dt_h
+        self.episode_steps = episode_steps
+        self.t = 0
+
+    def observation(self, fleet: Fleet) -> np.ndarray:
+        """Global features for the upcoming step, scale-free (per home where sizes matter)."""
+        return np.zeros(len(self.obs_names))
+
+    @abstractmethod
+    def reward(self, fleet: Fleet, outcome: StepOutcome) -> np.ndarray:
+        """Per-home reward in $ for the step just simulated; advances the task clock."""
+
+    def kpis(self) -> dict[str, float]:
+        """Task-specific KPIs at episode end."""
+        return {}
+
+    def step_info(self) -> dict[str, float]:
+        """Scalars worth logging every step (fleet level)."""
+        return {}

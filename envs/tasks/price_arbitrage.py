@@ -1,0 +1,41 @@
+"""Price arbitrage: minimise the energy bill under TOU / real-time import prices and an export rate."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...data.profiles import G
+from ..fleet import Fleet, StepOutcome
+from .base import Task
+
+
+class PriceArbitrage(Task):
+    """Reward = -(import price * import - export price * export) * dt, per home.
+
+    :param price_scale: multiplies the profile prices (e.g. to test sensitivity).
+    """
+
+    name = "price_arbitrage"
+    obs_names = ("price_next_import", "price_mean_day")
+
+    def __init__(self, price_scale: float = 1.0) -> None:
+        if not 0.0 <= price_scale <= 100.0:
+            raise ValueError(f"PriceArbitrage.price_scale must be in [0, 100], got {price_scale}")
+        self.price_scale = price_scale
+
+    def reset(self, fleet: Fleet, episode_steps: int, rng: np.random.Generator) -> None:
+        super().reset(fleet, episode_steps, rng)
+        self._mean_price = float(fleet.profiles.grid_channel("price_import").mean()) * self.price_scale
+
+    def observation(self, fleet: Fleet) -> np.ndarray:
+        # price one hour ahead: TOU schedules are public, so this is not a leak of the future
+        p = fleet.profiles
+        ahead = (fleet.row + max(1, 3600 // p.dt_s)) % p.num_rows
+        return np.array([p.grid[ahead, G["price_import"]] * self.price_scale, self._mean_price])
+
+    def reward(self, fleet: Fleet, outcome: StepOutcome) -> np.ndarray:
+        self.t += 1
+        g = outcome.grid
+        net = outcome.net_kw
+        bill = (g[G["price_import"]] * np.maximum(net, 0.0) - g[G["price_export"]] * np.maximum(-net, 0.0))
+        return -self.price_scale * bill * fleet.dt_h

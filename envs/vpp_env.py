@@ -1,0 +1,177 @@
+"""``VppEnv``: the centralized Gymnasium environment over a whole fleet.
+
+Observation: per-home features (N x F, row-major) followed by global features (G), float32.
+Action: (N x D,) in [-1, 1], home-major, device columns in ``DEVICE_CLASSES`` order; each entry is
+default-relative (0 = the device's own behaviour, see ``envs.devices.base``). Entries for devices a
+home does not own are ignored. NaN/inf entries are treated as 0 and values outside [-1, 1] are
+clipped; both are counted in ``info["action_stats"]``. A wrongly shaped action raises ValueError.
+
+Reward: the tasks' per-home rewards ($) minus battery wear and weighted constraint costs,
+averaged over homes ($ per home per step). ``info["reward_per_home"]`` has the per-home terms;
+``info["costs"]`` the per-home constraint costs; ``info["cost"]`` the fleet totals; at the last
+step ``info["kpis"]`` holds the episode KPIs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from .devices import DEVICE_CLASSES
+from .fleet import COST_NAMES, NUM_DEVICE_CLASSES, StepOutcome
+from .fleet_config import FleetConfig
+from .kpis import KpiTracker
+from .observation import BASE_GLOBAL_FEATURES, HOME_FEATURES, ObservationBuilder
+from .scenario import ScenarioConfig, build_scenario
+
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "frequency_regulation": {"dt_s": 4, "episode_hours": 1.0},
+}
+
+
+def scenario_from_kwargs(task: str | dict | None = None, num_homes: int | None = None, seed: int | None = None,
+                         config: ScenarioConfig | None = None, **overrides: Any) -> ScenarioConfig:
+    """Build a ScenarioConfig from the keyword arguments that ``gymnasium.make`` passes.
+
+    ``task`` is a task name or a {name: params} dict; ``num_homes`` and ``seed`` set the fleet;
+    any other keyword is a ScenarioConfig field (``dt_s``, ``episode_hours``, ``dataset``, ...).
+    """
+    cfg = config if config is not None else ScenarioConfig()
+    if task is not None:
+        tasks = {task: {}} if isinstance(task, str) else dict(task)
+        defaults = {k: v for name in tasks for k, v in TASK_DEFAULTS.get(name, {}).items()}
+        cfg = replace(cfg, tasks=tasks, **{k: v for k, v in defaults.items() if k not in overrides})
+    fleet_kwargs = {}
+    if num_homes is not None:
+        fleet_kwargs["num_homes"] = num_homes
+    if seed is not None:
+        fleet_kwargs["seed"] = seed
+    fleet = overrides.pop("fleet", cfg.fleet)
+    if isinstance(fleet, dict):
+        fleet = FleetConfig(**fleet)
+    if fleet_kwargs:
+        fleet = replace(fleet, **fleet_kwargs)
+    unknown = set(overrides) - set(ScenarioConfig.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown scenario option(s) {sorted(unknown)}; valid: "
+                        f"{sorted(ScenarioConfig.__dataclass_fields__)} plus task, num_homes, seed")
+    return replace(cfg, fleet=fleet, **overrides)
+
+
+class VppEnv(gym.Env):
+    """Centralized fleet env for single-agent RL (SB3), the LP oracle and rule-based baselines."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: ScenarioConfig | None = None, **kwargs: Any) -> None:
+        self.config = scenario_from_kwargs(config=config, **kwargs)
+        self.fleet, self.tasks = build_scenario(self.config)
+        self.n = self.fleet.n
+        self.episode_steps = self.config.episode_steps
+        self._obs = ObservationBuilder(self.fleet)
+        self.global_features = BASE_GLOBAL_FEATURES + tuple(f"{t.name}.{o}" for t in self.tasks for o in t.obs_names)
+        self.home_features = HOME_FEATURES
+        n_obs = self.n * len(HOME_FEATURES) + len(self.global_features)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (n_obs,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.n * NUM_DEVICE_CLASSES,), np.float32)
+        self.device_classes = DEVICE_CLASSES
+        self._weights = np.array([getattr(self.config.cost_weights, k) for k in COST_NAMES])
+        self._kpi = KpiTracker(self.fleet.dt_h)
+        self._steps = 0
+        self._obs_buffer = np.zeros(n_obs, dtype=np.float32)
+
+    # ----- Gymnasium API ----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        info = self.reset_fleet(seed=seed)
+        return self._observe(), info
+
+    def reset_fleet(self, *, seed: int | None = None) -> dict:
+        """Reset without building the centralized observation (for the per-agent views)."""
+        super().reset(seed=seed)
+        rng = self.np_random
+        cfg = self.config
+        day = cfg.start_day if cfg.start_day is not None else int(rng.integers(0, 365))
+        hour = int(rng.integers(0, 24)) if cfg.start_day is None and cfg.episode_hours < 24 else 0
+        self.fleet.reset(rng, day * 86400 + hour * 3600)
+        for task in self.tasks:
+            task.reset(self.fleet, self.episode_steps, rng)
+        self._kpi.reset()
+        self._steps = 0
+        return {"start_seconds": self.fleet.start_s}
+
+    def step(self, action: np.ndarray):
+        return self.step_setpoints(self.fleet.setpoints_from_action(action))
+
+    def step_setpoints(self, setpoints_kw: np.ndarray):
+        """Step with kW setpoints (N, D) instead of an action: the entry point of the safety
+        shield and the dispatch loop, which compute setpoints themselves."""
+        reward_home, truncated, info = self.advance(setpoints_kw)
+        return self._observe(), float(reward_home.mean()), False, truncated, info
+
+    def advance(self, setpoints_kw: np.ndarray) -> tuple[np.ndarray, bool, dict]:
+        """Simulate one step without building an observation: (per-home reward, truncated, info).
+        Shared by the centralized, multi-agent and PettingZoo views."""
+        outcome = self.fleet.apply(setpoints_kw)
+        reward_home, info = self._score(outcome)
+        self._steps += 1
+        truncated = self._steps >= self.episode_steps
+        if truncated:
+            info["kpis"] = self.kpis()
+        return reward_home, truncated, info
+
+    # ----- helpers ----------------------------------------------------------------------------
+    def _score(self, outcome: StepOutcome) -> tuple[np.ndarray, dict]:
+        reward = -outcome.degradation_cost
+        for task in self.tasks:
+            reward = reward + task.reward(self.fleet, outcome)
+        cost_totals = {k: float(v.sum()) for k, v in outcome.costs.items()}
+        for w, k in zip(self._weights, COST_NAMES):
+            if w > 0.0 and cost_totals[k] > 0.0:
+                reward = reward - w * outcome.costs[k]
+        agg = self._kpi.update(outcome, cost_totals)
+        info: dict[str, Any] = {
+            "aggregate_kw": agg, "default_aggregate_kw": float(outcome.default_net_kw.sum()),
+            "cost": cost_totals, "costs": outcome.costs, "reward_per_home": reward,
+            "action_stats": {"nonfinite": self.fleet.action_stats.nonfinite,
+                             "clipped": self.fleet.action_stats.clipped},
+        }
+        for task in self.tasks:
+            info.update(task.step_info())
+        return reward, info
+
+    def _observe(self) -> np.ndarray:
+        home = self.home_observation()
+        buf = self._obs_buffer
+        buf[: home.size] = home.ravel()
+        buf[home.size:] = self.global_observation()
+        return buf.copy()
+
+    def home_observation(self) -> np.ndarray:
+        """(N, F) per-home features for the current step (a view reused between steps)."""
+        default_kw = self.fleet.base_load_kw + self.fleet.action_ranges()[1].sum(axis=1)
+        return self._obs.build_home(default_kw)
+
+    def global_observation(self) -> np.ndarray:
+        """(G,) global features: time, weather, prices, aggregate load and every task's signals."""
+        parts = [self._obs.build_globals()] + [t.observation(self.fleet) for t in self.tasks]
+        return np.concatenate(parts).astype(np.float32)
+
+    def agent_observations(self) -> np.ndarray:
+        """(N, F + G) float32: row i is what home i sees (its features, then the global ones);
+        a fresh array each call, so rows handed out as views stay valid."""
+        home = self.home_observation()
+        glob = self.global_observation()
+        out = np.empty((self.n, home.shape[1] + glob.size), dtype=np.float32)
+        out[:, : home.shape[1]] = home
+        out[:, home.shape[1]:] = glob
+        return out
+
+    def kpis(self) -> dict[str, float]:
+        """KPIs of the episode so far (fleet totals; tasks' KPIs included)."""
+        out = self._kpi.kpis()
+        for task in self.tasks:
+            out.update(task.kpis())
+        return out
