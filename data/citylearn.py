@@ -103,15 +103,15 @@ def load_citylearn(path: str | Path, export_price: float = 0.0) -> CityLearnData
     carbon = _read_csv(root / first["carbon_intensity"], ["carbon_intensity"])
     n_rows = min(len(weather), len(pricing), len(carbon))
 
-    home = np.zeros((len(entries), n_rows, len(HOME_CHANNELS)), dtype=np.float32)
+    home = np.zeros((n_rows, len(entries), len(HOME_CHANNELS)), dtype=np.float32)
     specs = []
     for k, (name, b) in enumerate(entries):
         sim = _read_csv(root / b["energy_simulation"], ["non_shiftable_load", "solar_generation"])
         n_rows = min(n_rows, len(sim))
-        home[k, : len(sim[:n_rows]), H["base_load_kw"]] = sim["non_shiftable_load"].to_numpy()[:n_rows]
-        home[k, :n_rows, H["pv_kw_per_kwp"]] = sim["solar_generation"].to_numpy()[:n_rows] / 1000.0
+        home[: len(sim[:n_rows]), k, H["base_load_kw"]] = sim["non_shiftable_load"].to_numpy()[:n_rows]
+        home[:n_rows, k, H["pv_kw_per_kwp"]] = sim["solar_generation"].to_numpy()[:n_rows] / 1000.0
         if "dhw_demand" in sim:
-            home[k, :n_rows, H["dhw_draw_l"]] = sim["dhw_demand"].fillna(0).to_numpy()[:n_rows] * LITRES_PER_KWH_DHW
+            home[:n_rows, k, H["dhw_draw_l"]] = sim["dhw_demand"].fillna(0).to_numpy()[:n_rows] * LITRES_PER_KWH_DHW
         chargers = b.get("chargers") or {}
         charger_kw = discharge_kw = 0.0
         charger_eff = 0.95
@@ -122,7 +122,7 @@ def load_citylearn(path: str | Path, export_price: float = 0.0) -> CityLearnData
             discharge_kw = float(attrs.get("max_discharging_power", 0.0))
             charger_eff = float(attrs.get("efficiency", 0.95))
             ev = _ev_channels(root / charger["charger_simulation"], n_rows)
-            home[k, : len(ev), H["ev_connected"]: H["ev_target_soc"] + 1] = ev
+            home[: len(ev), k, H["ev_connected"]: H["ev_target_soc"] + 1] = ev
         storage = (b.get("electrical_storage") or {}).get("attributes", {})
         pv = (b.get("pv") or {}).get("attributes", {})
         specs.append(BuildingSpec(
@@ -145,7 +145,7 @@ def load_citylearn(path: str | Path, export_price: float = 0.0) -> CityLearnData
     grid[:, 3] = export_price
     grid[:, 4] = carbon["carbon_intensity"].to_numpy()[:n_rows]
     profiles = Profiles(
-        dt_s=dt_s, home=np.ascontiguousarray(home[:, :n_rows]), grid=grid,
+        dt_s=dt_s, home=np.ascontiguousarray(home[:n_rows]), grid=grid,
         start=str(schema.get("start_date", "2000-01-01")), names=tuple(s.name for s in specs),
         source=f"CityLearn dataset {root.name}",
     )

@@ -114,16 +114,16 @@ def default_profiles(num_profiles: int = 64, seed: int = 2026) -> Profiles:
     weather, meta = _tmy_weather()
     t = len(index)
 
-    home = np.zeros((num_profiles, t, len(HOME_CHANNELS)), dtype=np.float32)
+    home = np.zeros((t, num_profiles, len(HOME_CHANNELS)), dtype=np.float32)  # time-major
     mean_kw = ANNUAL_BASE_LOAD_KWH / 8760.0
     h25 = _bdew_profile("h25", index)
-    home[:, :, H["base_load_kw"]] = mean_kw * h25[None, :] * synthetic.load_diversity(rng, num_profiles, t)
+    home[:, :, H["base_load_kw"]] = (mean_kw * h25[None, :] * synthetic.load_diversity(rng, num_profiles, t)).T
     pv = _pv_per_kwp(weather, meta, index)
-    home[:, :, H["pv_kw_per_kwp"]] = pv[np.arange(num_profiles) % len(ROOF_ORIENTATIONS)]
-    home[:, :, H["dhw_draw_l"]] = synthetic.hot_water_draws(rng, num_profiles, n_days, steps_per_day)
-    home[:, :, H["flex_load_kw"]] = _bdew_profile("g25", index)[None, :]
+    home[:, :, H["pv_kw_per_kwp"]] = pv[np.arange(num_profiles) % len(ROOF_ORIENTATIONS)].T
+    home[:, :, H["dhw_draw_l"]] = synthetic.hot_water_draws(rng, num_profiles, n_days, steps_per_day).T
+    home[:, :, H["flex_load_kw"]] = _bdew_profile("g25", index)[:, None]
     ev = synthetic.ev_sessions(rng, num_profiles, n_days, steps_per_day)
-    home[:, :, H["ev_connected"]: H["ev_target_soc"] + 1] = ev
+    home[:, :, H["ev_connected"]: H["ev_target_soc"] + 1] = ev.transpose(1, 0, 2)
 
     grid = np.zeros((t, len(GRID_CHANNELS)))
     grid[:, 0] = _to_index(weather["temp_air"].astype(float), index)

@@ -1,7 +1,9 @@
 """Shared time series that drive a fleet: per-profile channels and grid-wide signals.
 
 A fleet of N homes references K << N profiles. Each home reads its profile's row at
-``(step_row + shift) % T``, so memory is K x T x C and never grows with N x T.
+``(step_row + shift) % T``, so memory is T x K x C and never grows with N x T. The table is
+time-major (T, K, C): homes read neighbouring rows at neighbouring steps, which keeps the
+per-step gather in cache.
 EV sessions are profile channels too (connected / hours to departure / capacity / SoC),
 so real charger logs and synthetic sessions go through the same code path.
 """
@@ -45,7 +47,7 @@ _FIRST_CHANNELS = {"ev_hours_to_departure", "ev_capacity_kwh", "ev_arrival_soc",
 class Profiles:
     """Time series at a fixed resolution ``dt_s``; row 0 starts at ``start`` (ISO date).
 
-    :param home: (K, T, len(HOME_CHANNELS)) float32, one slab per profile.
+    :param home: (T, K, len(HOME_CHANNELS)) float32, time-major.
     :param grid: (T, len(GRID_CHANNELS)) float64, shared by every home.
     :param names: K profile names (e.g. the CityLearn building each came from).
     """
@@ -62,24 +64,24 @@ class Profiles:
         if self.dt_s <= 0:
             raise ValueError(f"Profiles.dt_s must be > 0 seconds, got {self.dt_s}")
         if self.home.ndim != 3 or self.home.shape[2] != len(HOME_CHANNELS):
-            raise ValueError(f"Profiles.home must have shape (K, T, {len(HOME_CHANNELS)}), got {self.home.shape}")
-        if self.grid.shape != (self.home.shape[1], len(GRID_CHANNELS)):
+            raise ValueError(f"Profiles.home must have shape (T, K, {len(HOME_CHANNELS)}), got {self.home.shape}")
+        if self.grid.shape != (self.home.shape[0], len(GRID_CHANNELS)):
             raise ValueError(
-                f"Profiles.grid must have shape ({self.home.shape[1]}, {len(GRID_CHANNELS)}), got {self.grid.shape}"
+                f"Profiles.grid must have shape ({self.home.shape[0]}, {len(GRID_CHANNELS)}), got {self.grid.shape}"
             )
-        if len(self.names) != self.home.shape[0]:
-            raise ValueError(f"Profiles.names has {len(self.names)} entries for {self.home.shape[0]} profiles")
+        if len(self.names) != self.home.shape[1]:
+            raise ValueError(f"Profiles.names has {len(self.names)} entries for {self.home.shape[1]} profiles")
         for label, arr in (("home", self.home), ("grid", self.grid)):
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"Profiles.{label} contains NaN or inf values")
 
     @property
     def num_profiles(self) -> int:
-        return self.home.shape[0]
+        return self.home.shape[1]
 
     @property
     def num_rows(self) -> int:
-        return self.home.shape[1]
+        return self.home.shape[0]
 
     @property
     def steps_per_day(self) -> int:
@@ -87,7 +89,7 @@ class Profiles:
 
     def home_channel(self, name: str) -> np.ndarray:
         """(K, T) view of one per-profile channel."""
-        return self.home[:, :, H[name]]
+        return self.home[:, :, H[name]].T
 
     def grid_channel(self, name: str) -> np.ndarray:
         """(T,) view of one grid channel."""
@@ -110,14 +112,14 @@ class Profiles:
         t_new = self.num_rows // f
         if t_new < 1:
             raise ValueError(f"coarsen: dt_s={dt_s} s is longer than the whole profile ({self.num_rows} rows)")
-        blocks = self.home[:, : t_new * f].reshape(self.num_profiles, t_new, f, len(HOME_CHANNELS))
-        home = blocks.mean(axis=2)
+        blocks = self.home[: t_new * f].reshape(t_new, f, self.num_profiles, len(HOME_CHANNELS))
+        home = blocks.mean(axis=1)
         for name in _SUM_CHANNELS:
-            home[:, :, H[name]] = blocks[:, :, :, H[name]].sum(axis=2)
+            home[:, :, H[name]] = blocks[:, :, :, H[name]].sum(axis=1)
         for name in _MIN_CHANNELS:
-            home[:, :, H[name]] = blocks[:, :, :, H[name]].min(axis=2)
+            home[:, :, H[name]] = blocks[:, :, :, H[name]].min(axis=1)
         for name in _FIRST_CHANNELS:
-            home[:, :, H[name]] = blocks[:, :, 0, H[name]]
+            home[:, :, H[name]] = blocks[:, 0, :, H[name]]
         connected = home[:, :, H["ev_connected"]] > 0.5
         for name in _FIRST_CHANNELS:
             home[:, :, H[name]] *= connected
@@ -128,7 +130,7 @@ class Profiles:
         """A subset of the profiles (same grid signals)."""
         idx = np.asarray(indices, dtype=np.int64)
         return Profiles(
-            self.dt_s, self.home[idx], self.grid, self.start, tuple(self.names[i] for i in idx), self.source,
+            self.dt_s, np.ascontiguousarray(self.home[:, idx]), self.grid, self.start, tuple(self.names[i] for i in idx), self.source,
             dict(self.extra),
         )
 

@@ -1,5 +1,7 @@
 """The fleet simulator: all homes, all device classes, one vectorized step.
 
+Internally everything is device-major, (D, N) arrays (struct of arrays): reductions over the
+device axis are then row additions. Policies see home-major actions and observations.
 A step is split in three so the shield (and the dispatch loop) can sit in the middle:
 ``begin_step()`` reads the exogenous inputs and updates sessions/draws, ``setpoints_from_action``
 turns a default-relative action into kW setpoints, ``apply`` runs the physics and the costs.
@@ -15,7 +17,7 @@ from ..data.profiles import G, H, Profiles, for_resolution
 from .devices import (
     DEVICE_CLASSES, Battery, EvCharger, FlexLoad, Solar, Thermostat, WaterHeater, map_action,
 )
-from .fleet_builder import FleetLayout
+from .fleet_builder import DTYPE, FleetLayout
 
 NUM_DEVICE_CLASSES = len(DEVICE_CLASSES)
 BATTERY, EV, PV, WATER_HEATER, THERMOSTAT, FLEX = range(NUM_DEVICE_CLASSES)
@@ -41,7 +43,7 @@ class StepOutcome:
 
     net_kw: np.ndarray
     default_net_kw: np.ndarray  # what the homes would have drawn with every device left to itself
-    device_kw: np.ndarray  # (N, NUM_DEVICE_CLASSES) power delivered per device class
+    device_kw: np.ndarray  # (D, N) power delivered per device class (device-major)
     costs: dict[str, np.ndarray]
     degradation_cost: np.ndarray  # $ battery wear this step
     pv_curtailed_kwh: np.ndarray
@@ -63,25 +65,27 @@ class Fleet:
         if layout.profile_index.max(initial=0) >= p.num_profiles:
             raise ValueError(f"layout.profile_index refers to profile {layout.profile_index.max()}, "
                              f"but only {p.num_profiles} profiles exist")
-        self._table = p.home.reshape(-1, p.home.shape[2])  # (K*T, C) float32, shared
-        self._row_base = layout.profile_index.astype(np.int64) * p.num_rows
+        self._table = p.home.reshape(-1, p.home.shape[2])  # (T*K, C) float32, time-major, shared
+        self._profile = layout.profile_index.astype(np.int64)
         self._shift = layout.shift_rows.astype(np.int64) % p.num_rows
-        self._draw_scale = layout.load_scale * min(1.0, dt_s / p.dt_s)
-        self.battery = Battery(layout.battery)
-        self.ev = EvCharger(layout.ev)
-        self.pv = Solar(layout.pv_kwp)
-        self.water_heater = WaterHeater(layout.water_heater)
+        self._draw_scale = (layout.load_scale * min(1.0, dt_s / p.dt_s)).astype(DTYPE)
+        self.battery = Battery(layout.battery, self.dt_h)
+        self.ev = EvCharger(layout.ev, self.dt_h)
+        self.pv = Solar(layout.pv_kwp, self.dt_h)
+        self.water_heater = WaterHeater(layout.water_heater, self.dt_h)
         self.thermostat = Thermostat(layout.thermostat, self.dt_h)
-        self.flex = FlexLoad(layout.flex_load)
-        self.owned = np.stack([d.owned for d in self.devices], axis=1)  # (N, D)
+        self.flex = FlexLoad(layout.flex_load, self.dt_h)
+        self.owned = np.stack([d.owned for d in self.devices])  # (D, N)
+        self.default_net_kw = np.zeros(self.n, DTYPE)
+        self._range_buffer = np.zeros((3, NUM_DEVICE_CLASSES, self.n), DTYPE)
         self.start_s = 0
         self.t = 0
-        self.base_load_kw = np.zeros(self.n)
+        self.base_load_kw = np.zeros(self.n, DTYPE)
         self.grid = np.zeros(len(G))
-        self.net_kw = np.zeros(self.n)
+        self.net_kw = np.zeros(self.n, DTYPE)
         self.action_stats = ActionStats()
         self._ranges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._ev_unmet = np.zeros(self.n)
+        self._ev_unmet = np.zeros(self.n, DTYPE)
         self._ev_required_departed = 0.0
 
     @property
@@ -106,7 +110,8 @@ class Fleet:
         for device in self.devices:
             if hasattr(device, "reset"):
                 device.reset(rng)
-        self.net_kw = np.zeros(self.n)
+        self.flex.backlog_kwh[:] = 0.0
+        self.net_kw = np.zeros(self.n, DTYPE)
         self.action_stats = ActionStats()
         self.begin_step()
 
@@ -116,8 +121,9 @@ class Fleet:
         p = self.profiles
         row = self.row
         idx = (self._shift + row) % p.num_rows
-        idx += self._row_base
-        ch = np.ascontiguousarray(self._table[idx].T, dtype=np.float64)  # (C, N)
+        idx *= p.num_profiles
+        idx += self._profile
+        ch = np.ascontiguousarray(np.take(self._table, idx, axis=0).T)  # (C, N) float32
         self.grid = p.grid[row]
         self.base_load_kw = self.layout.load_scale * ch[H["base_load_kw"]]
         self.pv.update(ch[H["pv_kw_per_kwp"]])
@@ -126,56 +132,84 @@ class Fleet:
             ch[H["ev_connected"]] > 0.5, ch[H["ev_hours_to_departure"]] - elapsed_h, ch[H["ev_capacity_kwh"]],
             ch[H["ev_arrival_soc"]], ch[H["ev_target_soc"]])
         self._ev_required_departed = float(self.ev.required_kwh[departed].sum()) if departed.any() else 0.0
-        self.thermostat.update(self.grid[G["outdoor_temp_c"]], self.grid[G["ghi_w_m2"]])
-        self.water_heater.update(self._draw_scale * ch[H["dhw_draw_l"]], self.dt_h)
+        self.thermostat.update(float(self.grid[G["outdoor_temp_c"]]), float(self.grid[G["ghi_w_m2"]]))
+        self.water_heater.update(self._draw_scale * ch[H["dhw_draw_l"]])
         self.flex.update(ch[H["flex_load_kw"]])
+        for device in self.devices:
+            device.prepare()
         self._ranges = None
+        self.action_ranges()
 
     def action_ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(p_lo, p_default, p_hi), each (N, D) kW, for this step (cached until the next step)."""
+        """(p_lo, p_default, p_hi), each (D, N) kW, for this step (computed once per step)."""
         if self._ranges is None:
-            lo, de, hi = zip(*(d.action_range(self.dt_h) for d in self.devices))
-            self._ranges = (np.stack(lo, axis=1), np.stack(de, axis=1), np.stack(hi, axis=1))
+            r = self._range_buffer
+            for j, device in enumerate(self.devices):
+                r[0, j], r[1, j], r[2, j] = device.action_range()
+            self._ranges = (r[0], r[1], r[2])
+            default_net = self.base_load_kw.copy()
+            for j in range(NUM_DEVICE_CLASSES):
+                default_net += r[1, j]
+            self.default_net_kw = default_net
         return self._ranges
 
     def feasible_power(self) -> tuple[np.ndarray, np.ndarray]:
-        """(p_min, p_max), each (N, D) kW: the hard physical limits for this step."""
-        lo, hi = zip(*(d.feasible_power(self.dt_h) for d in self.devices))
-        return np.stack(lo, axis=1), np.stack(hi, axis=1)
+        """(p_min, p_max), each (D, N) kW: the hard physical limits for this step."""
+        lo, hi = zip(*(d.feasible_power() for d in self.devices))
+        return np.stack(lo), np.stack(hi)
 
     def sanitize_action(self, action: np.ndarray) -> np.ndarray:
-        """NaN/inf entries become 0 (the device's own behaviour), others are clipped to [-1, 1];
-        both are counted in ``action_stats``. Wrong shapes raise."""
-        a = np.asarray(action, dtype=np.float64)
+        """Home-major action (N*D or (N, D)) -> device-major (D, N) in [-1, 1].
+
+        NaN/inf entries become 0 (the device's own behaviour), others are clipped to [-1, 1];
+        both are counted in ``action_stats``. A wrong number of entries raises ValueError.
+        """
+        a = np.asarray(action)
         if a.size != self.n * NUM_DEVICE_CLASSES:
             raise ValueError(f"action must have {self.n} x {NUM_DEVICE_CLASSES} = {self.n * NUM_DEVICE_CLASSES} "
                              f"entries (homes x device classes {DEVICE_CLASSES}), got shape {a.shape}")
-        a = a.reshape(self.n, NUM_DEVICE_CLASSES)
-        finite = np.isfinite(a)
-        if not finite.all():
+        a = np.ascontiguousarray(a.reshape(self.n, NUM_DEVICE_CLASSES).T, dtype=DTYPE)  # one copy
+        lo, hi = a.min(), a.max()
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            finite = np.isfinite(a)
             self.action_stats.nonfinite += int(a.size - finite.sum())
-            a = np.where(finite, a, 0.0)
-        out = (a < -1.0) | (a > 1.0)
-        if out.any():
-            self.action_stats.clipped += int(out.sum())
-            a = np.clip(a, -1.0, 1.0)
+            a[~finite] = 0.0
+            lo, hi = a.min(), a.max()
+        if lo < -1.0 or hi > 1.0:
+            self.action_stats.clipped += int(np.count_nonzero((a < -1.0) | (a > 1.0)))
+            np.clip(a, -1.0, 1.0, out=a)
         return a
 
     def setpoints_from_action(self, action: np.ndarray) -> np.ndarray:
-        """(N, D) kW setpoints from a default-relative action (see devices.base)."""
+        """(D, N) kW setpoints from a home-major default-relative action (see devices.base)."""
         lo, de, hi = self.action_ranges()
-        return map_action(self.sanitize_action(action), lo, de, hi)
+        a = self.sanitize_action(action)
+        for j in range(NUM_DEVICE_CLASSES):  # row by row: (N,) temporaries stay in cache
+            a[j] = map_action(a[j], lo[j], de[j], hi[j])
+        return a
 
     def apply(self, setpoints_kw: np.ndarray) -> StepOutcome:
-        """Run the physics with kW setpoints (N, D), advance the clock, and return the outcome."""
+        """Run the physics with device-major kW setpoints (D, N), advance the clock, return the outcome.
+
+        Setpoints beyond what a device can physically do are clamped by its physics (and the
+        clamped power counted in ``power_limit_kwh``); non-finite setpoints become the default.
+        """
         dt_h = self.dt_h
-        sp = np.asarray(setpoints_kw, dtype=np.float64).reshape(self.n, NUM_DEVICE_CLASSES)
-        sp = np.where(np.isfinite(sp), sp, self.action_ranges()[1])
+        sp = np.asarray(setpoints_kw, dtype=DTYPE)
+        if sp.shape != (NUM_DEVICE_CLASSES, self.n):
+            raise ValueError(f"setpoints_kw must have shape (D, N) = ({NUM_DEVICE_CLASSES}, {self.n}), got {sp.shape}")
+        default = self.action_ranges()[1]
+        if not np.isfinite(sp.sum()):
+            sp = np.where(np.isfinite(sp), sp, default)
         delivered = np.empty_like(sp)
+        net = self.base_load_kw.copy()
+        clamped = np.zeros(self.n, DTYPE)
         for j, device in enumerate(self.devices):
-            delivered[:, j] = device.step(sp[:, j], dt_h)
-        default_net = self.base_load_kw + self.action_ranges()[1].sum(axis=1)
-        net = self.base_load_kw + delivered.sum(axis=1)
+            d = device.step(sp[j])
+            delivered[j] = d
+            net += d
+            clamped += np.abs(sp[j] - d)
+        default_net = self.default_net_kw
         lay = self.layout
         costs = {
             "thermal_discomfort_degh": self.thermostat.discomfort_c() * dt_h,
@@ -184,15 +218,15 @@ class Fleet:
             "battery_reserve_kwh_h": self.battery.reserve_shortfall_kwh() * dt_h,
             "site_limit_kwh": (np.maximum(net - lay.site_import_limit_kw, 0.0)
                                + np.maximum(-net - lay.site_export_limit_kw, 0.0)) * dt_h,
-            "power_limit_kwh": np.abs(sp - delivered).sum(axis=1) * dt_h,
+            "power_limit_kwh": clamped * dt_h,
         }
-        degradation = np.abs(delivered[:, BATTERY]) * dt_h * lay.battery.degradation_cost_per_kwh
-        curtailed = (delivered[:, PV] + self.pv.available_kw) * dt_h
+        degradation = np.abs(delivered[BATTERY]) * dt_h * lay.battery.degradation_cost_per_kwh
+        curtailed = (delivered[PV] + self.pv.available_kw) * dt_h
         self.net_kw = net
         grid, seconds = self.grid, self.seconds
         self.t += 1
         costs["flex_unserved_kwh"] = (self.flex.settle_window() if self.seconds % 86400 == 0
-                                      else np.zeros(self.n))
+                                      else np.zeros(self.n, DTYPE))
         outcome = StepOutcome(net, default_net, delivered, costs, degradation, curtailed, self._ev_required_departed,
                               grid, seconds)
         self.begin_step()

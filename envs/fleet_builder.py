@@ -16,6 +16,20 @@ from .devices import BatteryParams, EvChargerParams, FlexLoadParams, ThermostatP
 from .fleet_config import FleetConfig
 
 
+#: dtype of all per-home physical arrays: float32 halves the memory traffic of a step (the step is
+#: memory-bound at fleet scale); totals and KPIs are accumulated in float64.
+DTYPE = np.float32
+
+
+def _cast(obj) -> None:
+    """Cast every float array field of a dataclass (recursively) to DTYPE, in place."""
+    for name, value in vars(obj).items():
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            setattr(obj, name, value.astype(DTYPE))
+        elif hasattr(value, "__dataclass_fields__"):
+            _cast(value)
+
+
 @dataclass
 class FleetLayout:
     """Everything per home that does not change during an episode."""
@@ -90,7 +104,7 @@ def build_fleet(config: FleetConfig, profiles: Profiles) -> FleetLayout:
     # C&I sites get a larger service connection
     imp = np.full(n, config.site_import_limit_kw) + 2.0 * flex_kw
     exp = np.full(n, config.site_export_limit_kw)
-    return FleetLayout(
+    layout = FleetLayout(
         profile_index=rng.integers(0, profiles.num_profiles, n),
         shift_rows=shift.astype(np.int64),
         load_scale=rng.lognormal(0.0, config.load_scale_sigma, n) if config.load_scale_sigma > 0 else np.ones(n),
@@ -98,6 +112,8 @@ def build_fleet(config: FleetConfig, profiles: Profiles) -> FleetLayout:
         battery=battery, ev=ev, water_heater=water_heater, thermostat=thermostat, flex_load=flex,
         vulnerable=vulnerable, site_import_limit_kw=imp, site_export_limit_kw=exp,
     )
+    _cast(layout)
+    return layout
 
 
 def build_citylearn_fleet(dataset: CityLearnDataset, config: FleetConfig | None = None,
@@ -134,4 +150,5 @@ def build_citylearn_fleet(dataset: CityLearnDataset, config: FleetConfig | None 
     layout.ev.max_charge_kw = spec("charger_kw")
     layout.ev.max_discharge_kw = spec("charger_discharge_kw")
     layout.ev.efficiency = np.where(spec("charger_kw") > 0, spec("charger_efficiency"), 0.93)
+    _cast(layout)
     return layout

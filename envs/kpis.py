@@ -29,22 +29,22 @@ class KpiTracker:
         dt_h = self.dt_h
         net = o.net_kw
         imp = np.maximum(net, 0.0)
-        imp_kwh = float(imp.sum()) * dt_h
-        agg = float(net.sum())
+        imp_kwh = float(imp.sum(dtype=np.float64)) * dt_h
+        agg = float(net.sum(dtype=np.float64))
         exp_kwh = imp_kwh - agg * dt_h
         g = o.grid
         self.steps += 1
         self.import_kwh += imp_kwh
         self.export_kwh += exp_kwh
-        self.energy_cost += g[G["price_import"]] * imp_kwh - g[G["price_export"]] * exp_kwh
-        self.emissions_kg += g[G["carbon_kg_per_kwh"]] * imp_kwh
+        self.energy_cost += float(g[G["price_import"]] * imp_kwh - g[G["price_export"]] * exp_kwh)
+        self.emissions_kg += float(g[G["carbon_kg_per_kwh"]] * imp_kwh)
         self.peak_kw = max(self.peak_kw, agg)
         self.sum_agg_kw += agg
         if self.prev_agg_kw is not None:
             self.ramping_kw += abs(agg - self.prev_agg_kw)
         self.prev_agg_kw = agg
-        self.degradation_cost += float(o.degradation_cost.sum())
-        self.pv_curtailed_kwh += float(o.pv_curtailed_kwh.sum())
+        self.degradation_cost += float(o.degradation_cost.sum(dtype=np.float64))
+        self.pv_curtailed_kwh += float(o.pv_curtailed_kwh.sum(dtype=np.float64))
         self.ev_required_kwh += o.ev_required_kwh_departed
         for k, v in cost_totals.items():
             self.costs[k] += v

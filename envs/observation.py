@@ -27,13 +27,9 @@ BASE_GLOBAL_FEATURES: tuple[str, ...] = (
 )
 
 
-def _rel_band(temp: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """-1 at the lower band edge, +1 at the upper one."""
-    return (2.0 * temp - lo - hi) / np.maximum(hi - lo, 1e-6)
-
-
 class ObservationBuilder:
-    """Fills a preallocated (N, F) array each step; static features are written once."""
+    """Writes per-home features into a caller's (N, F) float32 array; static features are computed
+    once and copied in as one block."""
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
@@ -41,6 +37,12 @@ class ObservationBuilder:
         self.home = np.zeros((fleet.n, len(HOME_FEATURES)), dtype=np.float32)
         col = {name: j for j, name in enumerate(HOME_FEATURES)}
         self._col = col
+        th, wh = lay.thermostat, lay.water_heater
+        # rel_band(T) = (2T - lo - hi) / (hi - lo) = T * scale - offset
+        self._th_scale = (2.0 / np.maximum(th.comfort_high_c - th.comfort_low_c, 1e-6)).astype(np.float32)
+        self._th_offset = ((th.comfort_low_c + th.comfort_high_c) * self._th_scale / 2.0).astype(np.float32)
+        self._wh_scale = (2.0 / np.maximum(wh.comfort_high_c - wh.comfort_low_c, 1e-6)).astype(np.float32)
+        self._wh_offset = ((wh.comfort_low_c + wh.comfort_high_c) * self._wh_scale / 2.0).astype(np.float32)
         static = {
             "battery_kwh/20": lay.battery.capacity_kwh / 20.0, "battery_reserve_soc": lay.battery.reserve_soc,
             "ev_charger_kw/11": lay.ev.max_charge_kw / 11.0, "ev_v2g": (lay.ev.max_discharge_kw > 0),
@@ -55,10 +57,13 @@ class ObservationBuilder:
         self._backlog_scale = np.where(lay.flex_load.max_backlog_kwh > 0, 1.0 / np.maximum(
             lay.flex_load.max_backlog_kwh, 1e-9), 0.0)
 
-    def build_home(self, default_kw: np.ndarray) -> np.ndarray:
+    def build_home(self, default_kw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Fill ``out`` (N, F) (or an internal buffer) with this step's per-home features."""
         f = self.fleet
         c = self._col
-        h = self.home
+        h = self.home if out is None else out
+        if out is not None:
+            h[...] = self.home  # static columns
         h[:, c["base_load_kw/5"]] = f.base_load_kw / 5.0
         h[:, c["pv_available_kw/5"]] = f.pv.available_kw / 5.0
         h[:, c["net_kw_last/10"]] = f.net_kw / 10.0
@@ -68,10 +73,10 @@ class ObservationBuilder:
         h[:, c["ev_needed_kwh/50"]] = f.ev.energy_needed_kwh / 50.0
         h[:, c["ev_hours_to_departure/24"]] = f.ev.hours_to_departure / 24.0
         th = f.thermostat
-        h[:, c["indoor_temp_rel_band"]] = _rel_band(th.temp_c, th.params.comfort_low_c, th.params.comfort_high_c)
+        h[:, c["indoor_temp_rel_band"]] = th.temp_c * self._th_scale - self._th_offset
         h[:, c["hvac_heating_mode"]] = th.heating
         wh = f.water_heater
-        h[:, c["tank_temp_rel_band"]] = _rel_band(wh.temp_c, wh.params.comfort_low_c, wh.params.comfort_high_c)
+        h[:, c["tank_temp_rel_band"]] = wh.temp_c * self._wh_scale - self._wh_offset
         h[:, c["flex_baseline_kw/100"]] = f.flex.baseline_kw / 100.0
         h[:, c["flex_backlog_rel"]] = f.flex.backlog_kwh * self._backlog_scale
         return h
@@ -86,5 +91,5 @@ class ObservationBuilder:
         return np.array([
             np.sin(tod), np.cos(tod), np.sin(doy), np.cos(doy), weekend,
             g[G["outdoor_temp_c"]] / 40.0, g[G["ghi_w_m2"]] / 1000.0, g[G["price_import"]] / 0.5,
-            g[G["price_export"]] / 0.5, g[G["carbon_kg_per_kwh"]], float(f.net_kw.sum()) / f.n / 5.0,
+            g[G["price_export"]] / 0.5, g[G["carbon_kg_per_kwh"]], float(f.net_kw.sum(dtype=np.float64)) / f.n / 5.0,
         ])

@@ -78,10 +78,9 @@ class VppEnv(gym.Env):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (n_obs,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.n * NUM_DEVICE_CLASSES,), np.float32)
         self.device_classes = DEVICE_CLASSES
-        self._weights = np.array([getattr(self.config.cost_weights, k) for k in COST_NAMES])
+        self._weights = [float(getattr(self.config.cost_weights, k)) for k in COST_NAMES]
         self._kpi = KpiTracker(self.fleet.dt_h)
         self._steps = 0
-        self._obs_buffer = np.zeros(n_obs, dtype=np.float32)
 
     # ----- Gymnasium API ----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -106,10 +105,10 @@ class VppEnv(gym.Env):
         return self.step_setpoints(self.fleet.setpoints_from_action(action))
 
     def step_setpoints(self, setpoints_kw: np.ndarray):
-        """Step with kW setpoints (N, D) instead of an action: the entry point of the safety
+        """Step with device-major kW setpoints (D, N) instead of an action: the entry point of the safety
         shield and the dispatch loop, which compute setpoints themselves."""
         reward_home, truncated, info = self.advance(setpoints_kw)
-        return self._observe(), float(reward_home.mean()), False, truncated, info
+        return self._observe(), float(reward_home.mean(dtype=np.float64)), False, truncated, info
 
     def advance(self, setpoints_kw: np.ndarray) -> tuple[np.ndarray, bool, dict]:
         """Simulate one step without building an observation: (per-home reward, truncated, info).
@@ -127,13 +126,13 @@ class VppEnv(gym.Env):
         reward = -outcome.degradation_cost
         for task in self.tasks:
             reward = reward + task.reward(self.fleet, outcome)
-        cost_totals = {k: float(v.sum()) for k, v in outcome.costs.items()}
+        cost_totals = {k: float(v.sum(dtype=np.float64)) for k, v in outcome.costs.items()}
         for w, k in zip(self._weights, COST_NAMES):
             if w > 0.0 and cost_totals[k] > 0.0:
                 reward = reward - w * outcome.costs[k]
         agg = self._kpi.update(outcome, cost_totals)
         info: dict[str, Any] = {
-            "aggregate_kw": agg, "default_aggregate_kw": float(outcome.default_net_kw.sum()),
+            "aggregate_kw": agg, "default_aggregate_kw": float(outcome.default_net_kw.sum(dtype=np.float64)),
             "cost": cost_totals, "costs": outcome.costs, "reward_per_home": reward,
             "action_stats": {"nonfinite": self.fleet.action_stats.nonfinite,
                              "clipped": self.fleet.action_stats.clipped},
@@ -143,16 +142,15 @@ class VppEnv(gym.Env):
         return reward, info
 
     def _observe(self) -> np.ndarray:
-        home = self.home_observation()
-        buf = self._obs_buffer
-        buf[: home.size] = home.ravel()
-        buf[home.size:] = self.global_observation()
-        return buf.copy()
+        obs = np.empty(self.observation_space.shape, dtype=np.float32)  # fresh: callers may keep it
+        n_home = self.n * len(HOME_FEATURES)
+        self._obs.build_home(self.fleet.default_net_kw, out=obs[:n_home].reshape(self.n, len(HOME_FEATURES)))
+        obs[n_home:] = self.global_observation()
+        return obs
 
     def home_observation(self) -> np.ndarray:
         """(N, F) per-home features for the current step (a view reused between steps)."""
-        default_kw = self.fleet.base_load_kw + self.fleet.action_ranges()[1].sum(axis=1)
-        return self._obs.build_home(default_kw)
+        return self._obs.build_home(self.fleet.default_net_kw)
 
     def global_observation(self) -> np.ndarray:
         """(G,) global features: time, weather, prices, aggregate load and every task's signals."""

@@ -1,4 +1,8 @@
-"""Home batteries: state of charge, charge/discharge limits and efficiencies, backup reserve."""
+"""Home batteries: state of charge, charge/discharge limits and efficiencies, backup reserve.
+
+Stored energy update over a step of dt hours with AC power p (kW, + = charge):
+    E' = E + eta_c * max(p, 0) * dt + min(p, 0) / eta_d * dt
+"""
 
 from __future__ import annotations
 
@@ -25,45 +29,56 @@ class BatteryParams:
 class Battery:
     """All batteries of the fleet as arrays; ``energy_kwh`` is the stored energy."""
 
-    def __init__(self, params: BatteryParams) -> None:
-        self.params = params
-        self.owned = params.capacity_kwh > 0
-        self.energy_kwh = np.zeros_like(params.capacity_kwh)
+    def __init__(self, params: BatteryParams, dt_h: float) -> None:
+        self.params = p = params
+        self.dt_h = dt_h
+        self.owned = p.capacity_kwh > 0
+        self.energy_kwh = np.zeros_like(p.capacity_kwh)
+        self.energy_max_kwh = p.soc_max * p.capacity_kwh
+        self.energy_min_kwh = p.soc_min * p.capacity_kwh
+        self.reserve_kwh = p.reserve_soc * p.capacity_kwh
+        self._up_kw_per_kwh = 1.0 / (p.charge_efficiency * dt_h)  # stored-energy room -> AC kW
+        self._down_kw_per_kwh = p.discharge_efficiency / dt_h
+        self._charge_gain = p.charge_efficiency * dt_h
+        self._discharge_gain = dt_h / p.discharge_efficiency
+        self._inv_capacity = np.divide(1.0, p.capacity_kwh, out=np.zeros_like(p.capacity_kwh), where=self.owned)
+        self.p_lo, self.p_default, self.p_hi = -p.max_discharge_kw, np.zeros_like(p.max_charge_kw), p.max_charge_kw
 
     def reset(self, rng: np.random.Generator) -> None:
         """Start each battery at a random SoC between its reserve and its upper limit."""
         p = self.params
-        soc = rng.uniform(p.reserve_soc, p.soc_max)
-        self.energy_kwh = soc * p.capacity_kwh
+        self.energy_kwh = (rng.uniform(p.reserve_soc, p.soc_max) * p.capacity_kwh).astype(p.capacity_kwh.dtype)
 
     @property
     def soc(self) -> np.ndarray:
-        return np.divide(self.energy_kwh, self.params.capacity_kwh, out=np.zeros_like(self.energy_kwh),
-                         where=self.owned)
+        return self.energy_kwh * self._inv_capacity
 
-    def action_range(self, dt_h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(p_lo, p_default, p_hi) kW for action mapping: rated limits, idle by default."""
-        p = self.params
-        return -p.max_discharge_kw, np.zeros_like(p.max_charge_kw), p.max_charge_kw
+    def prepare(self) -> None:
+        """Feasible interval for the next step (SoC limits over dt, with efficiencies)."""
+        self.p_min, self.p_max = self.feasible_power_with_floor(self.energy_min_kwh)
 
-    def feasible_power(self, dt_h: float, soc_floor: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(p_min, p_max) kW that keep SoC within [soc_floor or soc_min, soc_max] over the next step."""
+    def feasible_power_with_floor(self, floor_kwh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(p_min, p_max) kW that keep stored energy in [floor_kwh, soc_max * capacity] over the step.
+        The shield passes the backup reserve as the floor."""
         p = self.params
-        floor = p.soc_min if soc_floor is None else np.maximum(soc_floor, p.soc_min)
-        room_up = np.maximum(p.soc_max * p.capacity_kwh - self.energy_kwh, 0.0)
-        room_down = np.maximum(self.energy_kwh - floor * p.capacity_kwh, 0.0)
-        p_max = np.minimum(p.max_charge_kw, room_up / (p.charge_efficiency * dt_h))
-        p_min = -np.minimum(p.max_discharge_kw, room_down * p.discharge_efficiency / dt_h)
+        p_max = np.minimum(p.max_charge_kw, np.maximum(self.energy_max_kwh - self.energy_kwh, 0.0)
+                           * self._up_kw_per_kwh)
+        p_min = -np.minimum(p.max_discharge_kw, np.maximum(self.energy_kwh - floor_kwh, 0.0) * self._down_kw_per_kwh)
         return p_min, p_max
 
-    def step(self, p_kw: np.ndarray, dt_h: float) -> np.ndarray:
-        """Apply AC power (clamped to what is physically possible); return the power delivered."""
-        p_min, p_max = self.feasible_power(dt_h)
-        p_kw = np.clip(p_kw, p_min, p_max)
-        p = self.params
-        self.energy_kwh += np.where(p_kw > 0.0, p_kw * p.charge_efficiency, p_kw / p.discharge_efficiency) * dt_h
+    def feasible_power(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.p_min, self.p_max
+
+    def action_range(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(p_lo, p_default, p_hi) kW for action mapping: rated limits, idle by default."""
+        return self.p_lo, self.p_default, self.p_hi
+
+    def step(self, p_kw: np.ndarray) -> np.ndarray:
+        """Apply AC power, clamped to the feasible interval; return the power delivered."""
+        p_kw = np.clip(p_kw, self.p_min, self.p_max)
+        self.energy_kwh += np.maximum(p_kw, 0.0) * self._charge_gain + np.minimum(p_kw, 0.0) * self._discharge_gain
         return p_kw
 
     def reserve_shortfall_kwh(self) -> np.ndarray:
         """Energy below the backup reserve, kWh (0 where the reserve is kept)."""
-        return np.maximum(self.params.reserve_soc * self.params.capacity_kwh - self.energy_kwh, 0.0)
+        return np.maximum(self.reserve_kwh - self.energy_kwh, 0.0)

@@ -2,7 +2,8 @@
 
 Sessions come from the profile channels: the charger sees an EV when ``ev_connected`` is 1.
 At plug-in the EV's energy and target are set from the session's arrival and target SoC; at
-unplug the energy still missing to the target is the EV-deadline cost.
+unplug the energy still missing to the target is the EV-deadline cost. One efficiency applies
+both ways (AC -> EV battery and back).
 """
 
 from __future__ import annotations
@@ -25,23 +26,30 @@ class EvChargerParams:
 class EvCharger:
     """All chargers of the fleet. Energy figures are in the EV battery (kWh)."""
 
-    def __init__(self, params: EvChargerParams) -> None:
-        self.params = params
-        self.owned = params.max_charge_kw > 0
-        n = len(params.max_charge_kw)
+    def __init__(self, params: EvChargerParams, dt_h: float) -> None:
+        self.params = p = params
+        self.dt_h = dt_h
+        self.owned = p.max_charge_kw > 0
+        n = len(p.max_charge_kw)
+        self.dtype = dt = p.max_charge_kw.dtype
         self.connected = np.zeros(n, dtype=bool)
-        self.energy_kwh = np.zeros(n)
-        self.target_kwh = np.zeros(n)
-        self.capacity_kwh = np.zeros(n)
-        self.hours_to_departure = np.zeros(n)
-        self.required_kwh = np.zeros(n)  # energy the session asked for at arrival
+        self.energy_kwh = np.zeros(n, dt)
+        self.target_kwh = np.zeros(n, dt)
+        self.capacity_kwh = np.zeros(n, dt)
+        self.v2g_floor_kwh = np.zeros(n, dt)
+        self.hours_to_departure = np.zeros(n, dt)
+        self.required_kwh = np.zeros(n, dt)  # energy the session asked for at arrival
+        self.energy_needed_kwh = np.zeros(n, dt)  # energy still to deliver to reach the target
+        self._up_kw_per_kwh = 1.0 / (p.efficiency * dt_h)
+        self._down_kw_per_kwh = p.efficiency / dt_h
+        self._charge_gain = p.efficiency * dt_h
+        self._discharge_gain = dt_h / p.efficiency
+        self.p_min = self.p_max = self.p_lo = self.p_default = self.p_hi = np.zeros(n, dt)
 
     def reset(self, rng: np.random.Generator) -> None:
-        self.connected[:] = False
-        self.energy_kwh[:] = 0.0
-        self.target_kwh[:] = 0.0
-        self.capacity_kwh[:] = 0.0
-        self.required_kwh[:] = 0.0
+        for arr in (self.energy_kwh, self.target_kwh, self.capacity_kwh, self.v2g_floor_kwh, self.required_kwh):
+            arr[:] = 0.0
+        self.connected = np.zeros_like(self.connected)
 
     def update_sessions(self, connected: np.ndarray, hours_to_departure: np.ndarray, capacity_kwh: np.ndarray,
                         arrival_soc: np.ndarray, target_soc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,44 +59,45 @@ class EvCharger:
         """
         now = connected & self.owned
         departed = self.connected & ~now
+        if departed.any():
+            unmet = np.maximum(self.target_kwh - self.energy_kwh, 0.0) * departed
+        else:
+            unmet = np.zeros(len(now), self.dtype)
         arrived = now & ~self.connected
-        unmet = np.where(departed, np.maximum(self.target_kwh - self.energy_kwh, 0.0), 0.0)
         if arrived.any():
-            self.capacity_kwh = np.where(arrived, capacity_kwh, self.capacity_kwh)
-            self.energy_kwh = np.where(arrived, arrival_soc * capacity_kwh, self.energy_kwh)
-            self.target_kwh = np.where(arrived, np.maximum(target_soc, arrival_soc) * capacity_kwh, self.target_kwh)
-            self.required_kwh = np.where(arrived, self.target_kwh - self.energy_kwh, self.required_kwh)
+            i = np.flatnonzero(arrived)
+            cap = capacity_kwh[i].astype(self.dtype)
+            soc0 = arrival_soc[i].astype(self.dtype)
+            self.capacity_kwh[i] = cap
+            self.energy_kwh[i] = soc0 * cap
+            self.target_kwh[i] = np.maximum(target_soc[i], soc0) * cap
+            self.required_kwh[i] = self.target_kwh[i] - self.energy_kwh[i]
+            self.v2g_floor_kwh[i] = self.params.v2g_min_soc[i] * cap
         self.connected = now
-        self.hours_to_departure = np.where(now, hours_to_departure, 0.0)
+        self.hours_to_departure = hours_to_departure * now
         return unmet, departed
 
-    @property
-    def energy_needed_kwh(self) -> np.ndarray:
-        """Energy still to deliver to reach the target (0 when unplugged)."""
-        return np.where(self.connected, np.maximum(self.target_kwh - self.energy_kwh, 0.0), 0.0)
-
-    def feasible_power(self, dt_h: float) -> tuple[np.ndarray, np.ndarray]:
-        """(p_min, p_max) kW: charger limits, EV battery full / V2G floor, zero when unplugged."""
+    def prepare(self) -> None:
+        """Feasible interval and action range for the next step (zero when unplugged)."""
         p = self.params
-        eff = p.efficiency
-        room_up = np.maximum(self.capacity_kwh - self.energy_kwh, 0.0)
-        room_down = np.maximum(self.energy_kwh - p.v2g_min_soc * self.capacity_kwh, 0.0)
-        p_max = np.where(self.connected, np.minimum(p.max_charge_kw, room_up / (eff * dt_h)), 0.0)
-        p_min = np.where(self.connected, -np.minimum(p.max_discharge_kw, room_down * eff / dt_h), 0.0)
-        return p_min, p_max
-
-    def default_power(self, dt_h: float) -> np.ndarray:
-        """Uncontrolled charging: full power from arrival until the target is reached."""
-        return np.minimum(self.params.max_charge_kw, self.energy_needed_kwh / (self.params.efficiency * dt_h))
-
-    def action_range(self, dt_h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         c = self.connected
-        p = self.params
-        return (np.where(c, -p.max_discharge_kw, 0.0), self.default_power(dt_h), np.where(c, p.max_charge_kw, 0.0))
+        self.energy_needed_kwh = np.maximum(self.target_kwh - self.energy_kwh, 0.0) * c
+        self.p_max = np.minimum(p.max_charge_kw, np.maximum(self.capacity_kwh - self.energy_kwh, 0.0)
+                                * self._up_kw_per_kwh) * c
+        self.p_min = np.maximum(-p.max_discharge_kw, np.minimum(self.v2g_floor_kwh - self.energy_kwh, 0.0)
+                                * self._down_kw_per_kwh) * c
+        # uncontrolled charging: full power from arrival until the target is reached
+        self.p_default = np.minimum(self.p_max, self.energy_needed_kwh * self._up_kw_per_kwh)
+        self.p_lo = -p.max_discharge_kw * c
+        self.p_hi = p.max_charge_kw * c
 
-    def step(self, p_kw: np.ndarray, dt_h: float) -> np.ndarray:
-        p_min, p_max = self.feasible_power(dt_h)
-        p_kw = np.clip(p_kw, p_min, p_max)
-        eff = self.params.efficiency
-        self.energy_kwh += np.where(p_kw > 0.0, p_kw * eff, p_kw / eff) * dt_h
+    def feasible_power(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.p_min, self.p_max
+
+    def action_range(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.p_lo, self.p_default, self.p_hi
+
+    def step(self, p_kw: np.ndarray) -> np.ndarray:
+        p_kw = np.clip(p_kw, self.p_min, self.p_max)
+        self.energy_kwh += np.maximum(p_kw, 0.0) * self._charge_gain + np.minimum(p_kw, 0.0) * self._discharge_gain
         return p_kw

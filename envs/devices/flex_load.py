@@ -27,11 +27,14 @@ class FlexLoadParams:
 class FlexLoad:
     """All flexible loads of the fleet."""
 
-    def __init__(self, params: FlexLoadParams) -> None:
-        self.params = params
-        self.owned = params.scale_kw > 0
-        self.backlog_kwh = np.zeros_like(params.scale_kw)
-        self.baseline_kw = np.zeros_like(params.scale_kw)
+    def __init__(self, params: FlexLoadParams, dt_h: float) -> None:
+        self.params = p = params
+        self.dt_h = dt_h
+        self.owned = p.scale_kw > 0
+        self.backlog_kwh = np.zeros_like(p.scale_kw)
+        self.baseline_kw = np.zeros_like(p.scale_kw)
+        self._keep_fraction = 1.0 - p.max_curtail_fraction
+        self._max_backlog_kw = p.max_backlog_kwh / dt_h
 
     def reset(self, rng: np.random.Generator) -> None:
         self.backlog_kwh[:] = 0.0
@@ -39,25 +42,25 @@ class FlexLoad:
     def update(self, profile_kw: np.ndarray) -> None:
         np.multiply(self.params.scale_kw, profile_kw, out=self.baseline_kw)
 
-    def feasible_power(self, dt_h: float) -> tuple[np.ndarray, np.ndarray]:
+    def prepare(self) -> None:
         p = self.params
         b = self.baseline_kw
-        lo = np.maximum(b * (1.0 - p.max_curtail_fraction), b - (p.max_backlog_kwh - self.backlog_kwh) / dt_h)
-        hi = np.minimum(b + p.max_rebound_kw, b + (self.backlog_kwh + p.max_backlog_kwh) / dt_h)
-        lo = np.minimum(lo, b)
-        return lo, np.maximum(hi, lo)
+        backlog_kw = self.backlog_kwh / self.dt_h
+        lo = np.maximum(b * self._keep_fraction, b - self._max_backlog_kw + backlog_kw)
+        hi = b + np.minimum(p.max_rebound_kw, backlog_kw + self._max_backlog_kw)
+        self.p_min = np.minimum(lo, b)
+        self.p_max = np.maximum(hi, self.p_min)
+        self.p_default = np.clip(b + np.clip(backlog_kw, 0.0, p.max_rebound_kw), self.p_min, self.p_max)
 
-    def default_power(self, dt_h: float) -> np.ndarray:
-        return self.baseline_kw + np.clip(self.backlog_kwh / dt_h, 0.0, self.params.max_rebound_kw)
+    def feasible_power(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.p_min, self.p_max
 
-    def action_range(self, dt_h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        lo, hi = self.feasible_power(dt_h)
-        return lo, np.clip(self.default_power(dt_h), lo, hi), hi
+    def action_range(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.p_min, self.p_default, self.p_max
 
-    def step(self, p_kw: np.ndarray, dt_h: float) -> np.ndarray:
-        lo, hi = self.feasible_power(dt_h)
-        p_kw = np.clip(p_kw, lo, hi)
-        self.backlog_kwh += (self.baseline_kw - p_kw) * dt_h
+    def step(self, p_kw: np.ndarray) -> np.ndarray:
+        p_kw = np.clip(p_kw, self.p_min, self.p_max)
+        self.backlog_kwh += (self.baseline_kw - p_kw) * self.dt_h
         return p_kw
 
     def settle_window(self) -> np.ndarray:

@@ -34,47 +34,54 @@ class WaterHeaterParams:
 class WaterHeater:
     """All water heaters; ``temp_c`` is the tank temperature."""
 
-    def __init__(self, params: WaterHeaterParams) -> None:
-        self.params = params
-        self.owned = params.element_kw > 0
-        self.heat_capacity_kwh_per_c = params.volume_l * KWH_PER_LITRE_K
-        self.temp_c = params.setpoint_c.copy()
+    def __init__(self, params: WaterHeaterParams, dt_h: float) -> None:
+        self.params = p = params
+        self.dt_h = dt_h
+        self.owned = p.element_kw > 0
+        self._owned_f = self.owned.astype(p.element_kw.dtype)
+        self.heat_capacity_kwh_per_c = p.volume_l * KWH_PER_LITRE_K
+        self._kw_per_c = self.heat_capacity_kwh_per_c / dt_h
+        self.gain_c_per_kw = dt_h / self.heat_capacity_kwh_per_c
+        self._loss_factor = p.ua_kw_per_c * self.gain_c_per_kw  # fraction of (T1 - T_amb) lost per step
+        self._inv_volume = 1.0 / p.volume_l
+        self.temp_c = p.setpoint_c.copy()
         self.free_temp_c = self.temp_c.copy()
-        self.gain_c_per_kw = np.ones_like(self.temp_c)
+        self.p_min = np.zeros_like(self.temp_c)
 
     def reset(self, rng: np.random.Generator) -> None:
         p = self.params
-        self.temp_c = rng.uniform(p.comfort_low_c + 2.0, p.setpoint_c + 2.0)
+        self.temp_c = rng.uniform(p.comfort_low_c + 2.0, p.setpoint_c + 2.0).astype(p.setpoint_c.dtype)
 
-    def update(self, draw_l: np.ndarray, dt_h: float) -> None:
+    def update(self, draw_l: np.ndarray) -> None:
         """Apply this step's draw and standby loss to get the element-off end-of-step temperature."""
         p = self.params
-        frac = np.minimum(draw_l / p.volume_l, 1.0)
+        frac = np.minimum(draw_l * self._inv_volume, 1.0)
         t1 = self.temp_c - frac * (self.temp_c - p.inlet_c)
-        self.free_temp_c = t1 - p.ua_kw_per_c * (t1 - p.ambient_c) * dt_h / self.heat_capacity_kwh_per_c
-        self.gain_c_per_kw = dt_h / self.heat_capacity_kwh_per_c
+        self.free_temp_c = t1 - self._loss_factor * (t1 - p.ambient_c)
 
     def power_for_temperature(self, target_c: np.ndarray) -> np.ndarray:
-        return (target_c - self.free_temp_c) / self.gain_c_per_kw
+        """Element kW (unclipped) that ends this step at ``target_c``."""
+        return (target_c - self.free_temp_c) * self._kw_per_c
 
-    def feasible_power(self, dt_h: float) -> tuple[np.ndarray, np.ndarray]:
-        hi = np.clip(self.power_for_temperature(self.params.max_temp_c), 0.0, self.params.element_kw)
-        return np.zeros_like(hi), hi
+    def prepare(self) -> None:
+        p = self.params
+        self.p_max = np.clip(self.power_for_temperature(p.max_temp_c), 0.0, p.element_kw)
+        self.p_default = np.clip(self.power_for_temperature(p.setpoint_c), 0.0, self.p_max)
 
-    def default_power(self) -> np.ndarray:
-        return np.clip(self.power_for_temperature(self.params.setpoint_c), 0.0, self.params.element_kw)
+    def feasible_power(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.p_min, self.p_max
 
-    def action_range(self, dt_h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        lo, hi = self.feasible_power(dt_h)
-        return lo, np.minimum(self.default_power(), hi), hi
+    def action_range(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.p_min, self.p_default, self.p_max
 
-    def step(self, p_kw: np.ndarray, dt_h: float) -> np.ndarray:
-        lo, hi = self.feasible_power(dt_h)
-        p_kw = np.clip(p_kw, lo, hi)
+    def step(self, p_kw: np.ndarray) -> np.ndarray:
+        p_kw = np.clip(p_kw, self.p_min, self.p_max)
         self.temp_c = self.free_temp_c + self.gain_c_per_kw * p_kw
         return p_kw
 
     def discomfort_c(self) -> np.ndarray:
         p = self.params
-        out = np.maximum(p.comfort_low_c - self.temp_c, 0.0) + np.maximum(self.temp_c - p.comfort_high_c, 0.0)
-        return np.where(self.owned, out, 0.0)
+        out = np.maximum(p.comfort_low_c - self.temp_c, 0.0)
+        out += np.maximum(self.temp_c - p.comfort_high_c, 0.0)
+        out *= self._owned_f
+        return out

@@ -16,10 +16,10 @@ from ..fleet import Fleet, StepOutcome
 
 def split_by_weight(total: float, weights: np.ndarray) -> np.ndarray:
     """Split a fleet-level amount across homes in proportion to ``weights`` (equally if all 0)."""
-    s = weights.sum()
+    s = float(weights.sum(dtype=np.float64))
     if s <= 1e-12:
-        return np.full(len(weights), total / len(weights))
-    return total * (weights / s)
+        return np.full(len(weights), total / len(weights), dtype=weights.dtype)
+    return weights * (total / s)
 
 
 class Task(ABC):

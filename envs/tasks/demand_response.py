@@ -79,7 +79,7 @@ class DemandResponse(Task):
             self.delivered_kw = 0.0
             return np.zeros(self.n)
         reduction = outcome.default_net_kw - outcome.net_kw
-        self.delivered_kw = float(reduction.sum())
+        self.delivered_kw = float(reduction.sum(dtype=np.float64))
         shortfall = max(self.commit_kw - self.delivered_kw, 0.0)
         self.event_steps += 1
         self.committed_kwh += self.commit_kw * self.dt_h

@@ -81,7 +81,7 @@ class FrequencyRegulation(Task):
         t = min(self.t, self.episode_steps - 1)
         self.t += 1
         deviation = outcome.net_kw - outcome.default_net_kw
-        total_dev = float(deviation.sum())
+        total_dev = float(deviation.sum(dtype=np.float64))
         self.response[t] = total_dev / self.capacity_kw if self.capacity_kw > 0 else 0.0
         self.error_kw = total_dev - self.signal[t] * self.capacity_kw
         self.error_kwh += abs(self.error_kw) * self.dt_h

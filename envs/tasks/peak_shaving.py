@@ -38,7 +38,7 @@ class PeakShaving(Task):
 
     def reward(self, fleet: Fleet, outcome: StepOutcome) -> np.ndarray:
         self.t += 1
-        agg = float(outcome.net_kw.sum())
+        agg = float(outcome.net_kw.sum(dtype=np.float64))
         self.overshoot_kw = max(agg - self.limit_kw, 0.0)
         self.overshoot_kwh += self.overshoot_kw * self.dt_h
         self.max_overshoot_kw = max(self.max_overshoot_kw, self.overshoot_kw)

@@ -37,5 +37,6 @@ class PriceArbitrage(Task):
         self.t += 1
         g = outcome.grid
         net = outcome.net_kw
-        bill = (g[G["price_import"]] * np.maximum(net, 0.0) - g[G["price_export"]] * np.maximum(-net, 0.0))
-        return -self.price_scale * bill * fleet.dt_h
+        buy = float(g[G["price_import"]]) * self.price_scale * fleet.dt_h
+        sell = float(g[G["price_export"]]) * self.price_scale * fleet.dt_h
+        return np.minimum(net, 0.0) * -sell - np.maximum(net, 0.0) * buy

@@ -1,0 +1,125 @@
+"""Environment throughput and memory: home-steps/s and peak memory at 100 .. 100,000 homes.
+
+Every device class is owned by every home and all costs/KPIs are on. Each fleet size runs in a
+fresh subprocess so peak memory (ru_maxrss) is per size. When ``citylearn`` is installed, CityLearn
+runs on the shared CityLearn 2022 dataset in the same run and the ratio is reported.
+
+    python benchmarks/env_throughput.py [--sizes 100 1000 10000 100000] [--out benchmarks/results/env_throughput.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CITYLEARN_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "citylearn" / \
+    "citylearn_challenge_2022_phase_all_plus_evs"
+
+
+def _measure_vpprl(num_homes: int, seconds: float) -> dict:
+    import numpy as np
+
+    from vpprl.envs import VppEnv
+    from vpprl.envs.fleet_config import FleetConfig, Ownership
+
+    all_on = Ownership(battery=1.0, ev=1.0, pv=1.0, water_heater=1.0, thermostat=1.0, flex_load=1.0)
+    t0 = time.perf_counter()
+    env = VppEnv(task={"price_arbitrage": {}, "peak_shaving": {}, "demand_response": {}},
+                 fleet=FleetConfig(num_homes=num_homes, ownership=all_on), episode_hours=24 * 365)
+    build_s = time.perf_counter() - t0
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    actions = [rng.uniform(-1, 1, env.action_space.shape).astype(np.float32) for _ in range(4)]
+    steps = 0
+    t0 = time.perf_counter()
+    while True:
+        env.step(actions[steps % 4])
+        steps += 1
+        el = time.perf_counter() - t0
+        if el > seconds and steps >= 20:
+            break
+    return {"env": "vpprl VppEnv", "homes": num_homes, "steps": steps, "seconds": el,
+            "home_steps_per_s": num_homes * steps / el, "step_ms": 1000 * el / steps, "build_s": build_s,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _measure_citylearn(seconds: float) -> dict:
+    from citylearn.citylearn import CityLearnEnv
+
+    env = CityLearnEnv(str(CITYLEARN_DATA / "schema.json"), central_agent=True)
+    n = len(env.buildings)
+    env.reset()
+    steps = 0
+    t0 = time.perf_counter()
+    while True:
+        _, _, term, trunc, _ = env.step([env.action_space[0].sample()])
+        steps += 1
+        if term or trunc:
+            env.reset()
+        el = time.perf_counter() - t0
+        if el > seconds and steps >= 10:
+            break
+    import citylearn
+
+    return {"env": f"CityLearn {citylearn.__version__} (central agent)", "homes": n, "steps": steps, "seconds": el,
+            "home_steps_per_s": n * steps / el, "step_ms": 1000 * el / steps, "build_s": float("nan"),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _child(args: argparse.Namespace) -> None:
+    result = _measure_citylearn(args.seconds) if args.child == "citylearn" else \
+        _measure_vpprl(int(args.child), args.seconds)
+    print("RESULT " + json.dumps(result))
+
+
+def _run_child(what: str, seconds: float) -> dict | None:
+    proc = subprocess.run([sys.executable, __file__, "--child", what, "--seconds", str(seconds)],
+                          capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    print(f"[{what}] failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000, 100000])
+    ap.add_argument("--seconds", type=float, default=5.0, help="measuring time per size")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "env_throughput.json"))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        _child(args)
+        return
+    rows = [r for n in args.sizes if (r := _run_child(str(n), args.seconds))]
+    try:
+        import citylearn  # noqa: F401
+        have_citylearn = CITYLEARN_DATA.exists()
+    except ImportError:
+        have_citylearn = False
+    city = _run_child("citylearn", args.seconds) if have_citylearn else None
+    if city:
+        rows.append(city)
+    print(f"{'env':34s} {'homes':>8s} {'steps':>7s} {'step ms':>9s} {'home-steps/s':>14s} {'peak MB':>9s} {'vs CityLearn':>13s}")
+    for r in rows:
+        ratio = r["home_steps_per_s"] / city["home_steps_per_s"] if city else float("nan")
+        r["ratio_vs_citylearn"] = ratio
+        print(f"{r['env']:34s} {r['homes']:8d} {r['steps']:7d} {r['step_ms']:9.3f} {r['home_steps_per_s']:14,.0f} "
+              f"{r['peak_rss_mb']:9.0f} {ratio:13,.0f}")
+    if not city:
+        print("(citylearn not installed: pip install '.[citylearn]' to measure it side by side)")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    meta = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    Path(args.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
