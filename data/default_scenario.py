@@ -76,7 +76,7 @@ def _bdew_profile(name: str, index: pd.DatetimeIndex) -> np.ndarray:
     raw = pd.read_csv(str(path), header=[0, 1], index_col=0)
     values = raw.to_numpy(dtype=float)  # (96 quarter hours, 12 months x [SA, FT, WT])
     month = index.month.to_numpy() - 1
-    weekday = index.weekday.to_numpy()
+    weekday = index.day_of_week.to_numpy()
     day_type = np.where(weekday == 5, 0, np.where(weekday == 6, 1, 2))  # SA, FT (Sunday), WT
     quarter = (index.hour.to_numpy() * 4 + index.minute.to_numpy() // 15)
     profile = values[quarter, month * 3 + day_type]
@@ -85,7 +85,7 @@ def _bdew_profile(name: str, index: pd.DatetimeIndex) -> np.ndarray:
 
 def _tou_prices(index: pd.DatetimeIndex) -> np.ndarray:
     hour = index.hour.to_numpy()
-    weekday = index.weekday.to_numpy() < 5
+    weekday = index.day_of_week.to_numpy() < 5
     on_peak = weekday & (hour >= 16) & (hour < 21)
     mid_peak = (hour >= 7) & (hour < 16) | (~weekday & (hour >= 16) & (hour < 21))
     return np.where(on_peak, TOU_PRICES["on_peak"], np.where(mid_peak, TOU_PRICES["mid_peak"],

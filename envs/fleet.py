@@ -67,7 +67,7 @@ class Fleet:
                              f"but only {p.num_profiles} profiles exist")
         self._table = p.home.reshape(-1, p.home.shape[2])  # (T*K, C) float32, time-major, shared
         self._profile = layout.profile_index.astype(np.int64)
-        self._shift = layout.shift_rows.astype(np.int64) % p.num_rows
+        self._shift = (layout.shift_s.astype(np.int64) // p.dt_s) % p.num_rows
         self._draw_scale = (layout.load_scale * min(1.0, dt_s / p.dt_s)).astype(DTYPE)
         self.battery = Battery(layout.battery, self.dt_h)
         self.ev = EvCharger(layout.ev, self.dt_h)

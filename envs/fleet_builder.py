@@ -35,7 +35,7 @@ class FleetLayout:
     """Everything per home that does not change during an episode."""
 
     profile_index: np.ndarray  # (N,) int64 into profiles
-    shift_rows: np.ndarray  # (N,) int64 time shift in profile rows
+    shift_s: np.ndarray  # (N,) int64 time shift in seconds (the fleet converts it to rows at its resolution)
     load_scale: np.ndarray  # (N,) multiplier of the base load and hot-water draws
     pv_kwp: np.ndarray
     battery: BatteryParams
@@ -64,10 +64,9 @@ def build_fleet(config: FleetConfig, profiles: Profiles) -> FleetLayout:
     has = {name: rng.random(n) < getattr(own, name)
            for name in ("battery", "ev", "pv", "water_heater", "thermostat", "flex_load")}
 
-    rows_per_day = max(1, 86400 // profiles.dt_s)
-    jitter = int(round(config.time_jitter_minutes * 60 / profiles.dt_s))
-    shift = rng.integers(0, config.max_day_shift + 1, n) * rows_per_day + rng.integers(-jitter, jitter + 1, n)
-    shift %= profiles.num_rows
+    jitter_rows = int(round(config.time_jitter_minutes * 60 / profiles.dt_s))
+    shift_s = (rng.integers(0, config.max_day_shift + 1, n) * 86400
+               + rng.integers(-jitter_rows, jitter_rows + 1, n) * profiles.dt_s)
 
     cap = np.where(has["battery"], _uniform(rng, config.battery_kwh, n), 0.0)
     battery_kw = cap * _uniform(rng, config.battery_c_rate, n)
@@ -106,7 +105,7 @@ def build_fleet(config: FleetConfig, profiles: Profiles) -> FleetLayout:
     exp = np.full(n, config.site_export_limit_kw)
     layout = FleetLayout(
         profile_index=rng.integers(0, profiles.num_profiles, n),
-        shift_rows=shift.astype(np.int64),
+        shift_s=shift_s.astype(np.int64),
         load_scale=rng.lognormal(0.0, config.load_scale_sigma, n) if config.load_scale_sigma > 0 else np.ones(n),
         pv_kwp=np.where(has["pv"], _uniform(rng, config.pv_kwp, n), 0.0),
         battery=battery, ev=ev, water_heater=water_heater, thermostat=thermostat, flex_load=flex,
