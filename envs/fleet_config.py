@@ -28,7 +28,7 @@ class Ownership:
     pv: float = 0.6
     water_heater: float = 0.6
     thermostat: float = 0.8
-    flex_load: float = 0.02  # share of sites that are C&I sites with a flexible load
+    flex_load: float = 0.005  # share of sites that are C&I sites with a flexible load
 
 
 @dataclass
@@ -63,7 +63,7 @@ class FleetConfig:
     home_capacitance_kwh_per_c: tuple[float, float] = (4.0, 10.0)
     comfort_band_c: tuple[float, float] = (20.0, 24.0)
     vulnerable_comfort_band_c: tuple[float, float] = (21.0, 23.0)
-    flex_load_kw: tuple[float, float] = (20.0, 200.0)
+    flex_load_kw: tuple[float, float] = (20.0, 100.0)
     site_import_limit_kw: float = 25.0
     site_export_limit_kw: float = 10.0
 

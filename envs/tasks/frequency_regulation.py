@@ -83,7 +83,7 @@ class FrequencyRegulation(Task):
         deviation = outcome.net_kw - outcome.default_net_kw
         total_dev = float(deviation.sum(dtype=np.float64))
         self.response[t] = total_dev / self.capacity_kw if self.capacity_kw > 0 else 0.0
-        self.error_kw = total_dev - self.signal[t] * self.capacity_kw
+        self.error_kw = float(total_dev - self.signal[t] * self.capacity_kw)
         self.error_kwh += abs(self.error_kw) * self.dt_h
         credit = self.capacity_price_per_kwh * self.capacity_kw_per_home * self.dt_h
         if abs(self.error_kw) < 1e-9:

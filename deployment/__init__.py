@@ -1,0 +1,1 @@
+"""Safety shield, command encoders, policy export and the dispatch loop (coming next)."""

@@ -1,0 +1,152 @@
+"""Environments: official checkers, registered ids, views agree, truncation, KPIs, CityLearn data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import vpprl.envs
+from vpprl.envs import ENV_IDS, VppEnv
+from vpprl.envs.fleet import NUM_DEVICE_CLASSES
+from vpprl.envs.observation import HOME_FEATURES
+
+
+def test_importing_envs_does_not_import_torch_or_ray():
+    code = "import sys, vpprl.envs; print('torch' in sys.modules, 'ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("env_id", sorted(ENV_IDS))
+def test_registered_envs_pass_gymnasium_check_env(env_id):
+    env = gym.make(env_id, num_homes=7, seed=3)
+    check_env(env.unwrapped, skip_render_check=True)
+    assert env.unwrapped.n == 7 and env.unwrapped.config.fleet.seed == 3
+
+
+@pytest.mark.parametrize("env_id", sorted(ENV_IDS))
+def test_episode_truncates_at_horizon_with_kpis(env_id):
+    env = gym.make(env_id, num_homes=12, seed=0, episode_hours=1.0)
+    env.reset(seed=1)
+    steps, info = 0, {}
+    while True:
+        _, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        steps += 1
+        assert not terminated and np.isfinite(reward)
+        assert set(info["costs"]) == set(vpprl.envs.COST_NAMES)
+        assert all(v.shape == (12,) for v in info["costs"].values())
+        if truncated:
+            break
+    assert steps == env.unwrapped.episode_steps
+    kpis = info["kpis"]
+    for key in ("energy_cost", "peak_kw", "load_factor", "ramping_kw", "discomfort_degh", "ev_unmet_kwh",
+                "emissions_kg"):
+        assert np.isfinite(kpis[key]), key
+    assert 0 < kpis["load_factor"] <= 1.0
+
+
+def test_determinism_by_seed():
+    def rollout(seed: int, env_seed: int):
+        env = VppEnv(task="demand_response", num_homes=40, seed=seed)
+        obs, _ = env.reset(seed=env_seed)
+        rng = np.random.default_rng(0)
+        out = [obs]
+        for _ in range(20):
+            obs, r, *_ = env.step(rng.uniform(-1, 1, env.action_space.shape))
+            out.append(obs)
+            out.append(np.array([r]))
+        return np.concatenate(out)
+
+    np.testing.assert_array_equal(rollout(1, 5), rollout(1, 5))
+    assert not np.array_equal(rollout(1, 5), rollout(1, 6))  # different episode (start day, states)
+    assert not np.array_equal(rollout(2, 5), rollout(1, 5))  # different fleet
+
+
+def test_observation_layout_and_reward_decomposition():
+    env = VppEnv(task={"price_arbitrage": {}, "peak_shaving": {"limit_kw_per_home": 0.5}}, num_homes=25)
+    obs, _ = env.reset(seed=0)
+    n_home = 25 * len(HOME_FEATURES)
+    assert obs.shape == (n_home + len(env.global_features),)
+    np.testing.assert_allclose(obs[:n_home].reshape(25, -1), env.home_observation(), rtol=1e-6)
+    assert "peak_shaving.feeder_limit_per_home_kw" in env.global_features
+    _, reward, _, _, info = env.step(np.zeros(env.action_space.shape))
+    assert reward == pytest.approx(float(info["reward_per_home"].mean()), rel=1e-6)
+    assert info["feeder_overshoot_kw"] > 0  # 0.5 kW per home is below what homes draw
+
+
+def test_multi_agent_views_match_the_centralized_env():
+    from vpprl.envs import VppMultiAgentEnv, VppParallelEnv
+
+    kwargs = {"task": "peak_shaving", "num_homes": 6, "seed": 2}
+    central = VppEnv(**kwargs)
+    ma = VppMultiAgentEnv(kwargs)
+    pz = VppParallelEnv(**kwargs)
+    obs_c, _ = central.reset(seed=4)
+    obs_m, _ = ma.reset(seed=4)
+    obs_p, _ = pz.reset(seed=4)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        act = rng.uniform(-1, 1, (6, NUM_DEVICE_CLASSES)).astype(np.float32)
+        _, r_c, _, _, info = central.step(act.ravel())
+        _, r_m, _, _, _ = ma.step({f"home_{i}": act[i] for i in range(6)})
+        _, r_p, _, _, _ = pz.step({f"home_{i}": act[i] for i in range(6)})
+        per_home = info["reward_per_home"]
+        np.testing.assert_allclose([r_m[f"home_{i}"] for i in range(6)], per_home, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose([r_p[f"home_{i}"] for i in range(6)], per_home, rtol=1e-5, atol=1e-7)
+        assert r_c == pytest.approx(float(np.mean(per_home)), rel=1e-5)
+
+
+def test_pettingzoo_parallel_api_test():
+    from pettingzoo.test import parallel_api_test
+
+    from vpprl.envs import VppParallelEnv
+
+    parallel_api_test(VppParallelEnv(task="demand_response", num_homes=4, episode_hours=2), num_cycles=12)
+
+
+def test_rllib_multiagent_env_check():
+    from ray.rllib.utils.pre_checks.env import check_multiagent_environments
+
+    from vpprl.envs import VppMultiAgentEnv
+
+    env = VppMultiAgentEnv({"task": "frequency_regulation", "num_homes": 4, "episode_hours": 0.05})
+    check_multiagent_environments(env)
+    obs, _ = env.reset(seed=0)
+    done = False
+    while not done:  # a full episode ends with __all__ truncated and no agents left
+        obs, rew, term, trunc, info = env.step({a: env.get_action_space(a).sample() for a in obs})
+        done = trunc["__all__"]
+    assert env.agents == [] and "kpis" in info["__common__"]
+
+
+def test_citylearn_env_one_home_per_building(citylearn_dir):
+    env = gym.make("vpprl/PriceArbitrage-v0", dataset=str(citylearn_dir), dt_s=3600,
+                   fleet={"ownership": {"thermostat": 0.0, "water_heater": 0.0, "flex_load": 0.0}})
+    fleet = env.unwrapped.fleet
+    assert fleet.n == 17
+    np.testing.assert_allclose(fleet.layout.battery.capacity_kwh, 6.4)
+    assert fleet.layout.pv_kwp[0] == 12.0 and (fleet.layout.ev.max_charge_kw > 0).sum() == 7
+    env.reset(seed=0)
+    base = []
+    for _ in range(24):
+        _, _, _, _, info = env.step(np.zeros(env.action_space.shape))
+        base.append(info["aggregate_kw"])
+    assert np.all(np.isfinite(base)) and max(base) > 0
+
+
+def test_citylearn_env_replicated_to_a_large_fleet(citylearn_dir):
+    env = VppEnv(task="peak_shaving", dataset=str(citylearn_dir), citylearn_replicate=True, num_homes=500, dt_s=900)
+    assert env.n == 500 and set(np.unique(env.fleet.layout.profile_index)) <= set(range(17))
+    env.reset(seed=0)
+    _, r, _, _, _ = env.step(np.zeros(env.action_space.shape))
+    assert np.isfinite(r)
+
+
+def test_unknown_option_is_rejected():
+    with pytest.raises(TypeError, match="unknown scenario option"):
+        VppEnv(task="peak_shaving", num_home=3)

@@ -1,0 +1,100 @@
+"""Grid-service tasks: rewards on hand-checkable cases, event schedules, the regulation score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vpprl.data.profiles import G
+from vpprl.envs import VppEnv
+from vpprl.envs.fleet_config import FleetConfig, Ownership
+from vpprl.envs.tasks import performance_score, split_by_weight
+
+NO_DEVICES = Ownership(0, 0, 0, 0, 0, 0)
+
+
+def env_with(task, n=20, devices=NO_DEVICES, **kw) -> VppEnv:
+    return VppEnv(task=task, fleet=FleetConfig(num_homes=n, ownership=devices),
+                  cost_weights={k: 0.0 for k in ("thermal_discomfort_degh", "dhw_discomfort_degh", "ev_unmet_kwh",
+                                                 "battery_reserve_kwh_h", "site_limit_kwh", "flex_unserved_kwh")},
+                  **kw)
+
+
+def test_price_arbitrage_reward_is_minus_the_bill():
+    env = env_with("price_arbitrage", devices=Ownership(0, 0, 1.0, 0, 0, 0))  # PV so some homes export
+    env.reset(seed=3, options=None)
+    for _ in range(60):
+        grid = env.fleet.grid.copy()
+        _, _, _, _, info = env.step(np.zeros(env.action_space.shape))
+        net = env.fleet.net_kw.astype(np.float64)
+        bill = (grid[G["price_import"]] * np.maximum(net, 0) - grid[G["price_export"]] * np.maximum(-net, 0)) * 0.25
+        np.testing.assert_allclose(info["reward_per_home"], -bill, rtol=1e-5, atol=1e-8)
+
+
+def test_peak_shaving_penalty_and_its_split():
+    env = env_with({"peak_shaving": {"limit_kw_per_home": 0.3, "penalty_per_kwh": 2.0}})
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.zeros(env.action_space.shape))
+    agg = info["aggregate_kw"]
+    overshoot = max(agg - 0.3 * 20, 0.0)
+    assert overshoot > 0 and info["feeder_overshoot_kw"] == pytest.approx(overshoot, rel=1e-6)
+    per_home = info["reward_per_home"]
+    assert per_home.sum() == pytest.approx(-2.0 * overshoot * 0.25, rel=1e-5)
+    net = env.fleet.net_kw
+    assert np.argmin(per_home) == np.argmax(net)  # the biggest importer carries the biggest share
+
+
+def test_split_by_weight():
+    np.testing.assert_allclose(split_by_weight(6.0, np.array([1.0, 2.0, 0.0])), [2.0, 4.0, 0.0])
+    np.testing.assert_allclose(split_by_weight(3.0, np.zeros(3)), [1.0, 1.0, 1.0])
+
+
+def test_demand_response_events_and_credit():
+    env = env_with({"demand_response": {"commit_kw_per_home": 0.2, "start_window_h": (17.0, 17.0),
+                                        "duration_h": 1.0}}, devices=Ownership(1.0, 0, 0, 0, 0, 0),
+                   start_day=30)
+    env.reset(seed=0)
+    task = env.tasks[0]
+    active_hours = np.flatnonzero(task.active[:96]) * 0.25
+    np.testing.assert_allclose(active_hours, [17.0, 17.25, 17.5, 17.75])
+    discharge = np.zeros((20, 6))
+    discharge[:, 0] = -1.0  # all batteries discharge at full power
+    rewards = []
+    for t in range(96):
+        _, _, _, truncated, info = env.step(discharge.ravel() if task.active[t] else np.zeros(120))
+        rewards.append(info["reward_per_home"].sum())
+    kpis = info["kpis"]
+    assert kpis["dr_event_hours"] == pytest.approx(1.0)
+    assert kpis["dr_performance"] > 0.9  # batteries deliver 0.2 kW/home against the own-control baseline
+    assert all(r == 0 for t, r in enumerate(rewards) if not task.active[t])
+    assert all(r > 0 for t, r in enumerate(rewards) if task.active[t])
+
+
+def test_regulation_score_perfect_delayed_and_absent_response():
+    rng = np.random.default_rng(0)
+    from vpprl.data.synthetic import regulation_signal
+
+    s = regulation_signal(rng, 1800, dt_s=2.0)
+    perfect = performance_score(s, s, dt_s=2.0)
+    assert perfect["reg_accuracy"] == pytest.approx(1.0) and perfect["reg_precision"] == pytest.approx(1.0)
+    assert perfect["reg_score"] == pytest.approx(1.0)
+    late = performance_score(s, np.r_[np.zeros(30), s[:-30]], dt_s=2.0)  # 60 s late
+    assert late["reg_delay"] == pytest.approx(0.8, abs=1e-9) and late["reg_score"] < perfect["reg_score"]
+    none = performance_score(s, np.zeros_like(s), dt_s=2.0)
+    assert none["reg_accuracy"] == 0.0 and none["reg_precision"] == 0.0
+
+
+def test_frequency_regulation_env_rewards_tracking():
+    env = env_with("frequency_regulation", n=30, devices=Ownership(1.0, 0, 0, 0, 0, 0))
+    assert env.config.dt_s == 4 and env.episode_steps == 900
+    env.reset(seed=0)
+    task = env.tasks[0]
+    cap = env.fleet.layout.battery.max_charge_kw
+    info = {}
+    for t in range(env.episode_steps):
+        # batteries follow the signal: target deviation = signal * capacity, shared by rated power
+        want = task.signal[t] * task.capacity_kw * cap / cap.sum()
+        a = np.zeros((30, 6))
+        a[:, 0] = np.clip(want / np.maximum(cap, 1e-9), -1, 1)
+        _, _, _, truncated, info = env.step(a.ravel())
+    assert truncated and info["kpis"]["reg_score"] > 0.9

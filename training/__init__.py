@@ -1,0 +1,1 @@
+"""Entry points: simulate now; train / evaluate / export (Hydra apps) as they land."""
