@@ -108,8 +108,7 @@ class Fleet:
         self.start_s = int(start_s)
         self.t = 0
         for device in self.devices:
-            if hasattr(device, "reset"):
-                device.reset(rng)
+            device.reset(rng)
         self.flex.backlog_kwh[:] = 0.0
         self.net_kw = np.zeros(self.n, DTYPE)
         self.action_stats = ActionStats()

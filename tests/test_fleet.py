@@ -79,7 +79,7 @@ def test_invalid_fleet_config_names_field_and_range(field, value, match):
 @pytest.mark.parametrize("kwargs,match", [
     ({"dt_s": 0}, r"ScenarioConfig.dt_s must be an integer in \[1, 86400\]"),
     ({"episode_hours": -1.0}, r"ScenarioConfig.episode_hours must be in"),
-    ({"tasks": {"peak_shaving": {"limit_kw_per_home": -1}}}, r"PeakShaving.limit_kw_per_home must be in \(0, 1000\]"),
+    ({"tasks": {"peak_shaving": {"limit_kw_per_home": -1}}}, r"PeakShaving.limit_kw_per_home must be in \[0.001, 1000.0\]"),
     ({"tasks": {"solar_farming": {}}}, r"unknown task 'solar_farming'"),
     ({"cost_weights": {"ev_unmet_kwh": -1.0}}, r"CostWeights.ev_unmet_kwh must be in \[0, 10000\]"),
 ])

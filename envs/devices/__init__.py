@@ -1,6 +1,6 @@
 """Device physics as structs of arrays over the whole fleet (one object per device class)."""
 
-from .base import inverse_map_action, map_action
+from .base import Device, StorageDevice, ThermalDevice, inverse_map_action, map_action
 from .battery import Battery, BatteryParams
 from .ev_charger import EvCharger, EvChargerParams
 from .flex_load import FlexLoad, FlexLoadParams
@@ -11,7 +11,7 @@ from .water_heater import WaterHeater, WaterHeaterParams
 DEVICE_CLASSES: tuple[str, ...] = ("battery", "ev", "pv", "water_heater", "thermostat", "flex_load")
 
 __all__ = [
-    "DEVICE_CLASSES", "Battery", "BatteryParams", "EvCharger", "EvChargerParams", "FlexLoad", "FlexLoadParams",
+    "DEVICE_CLASSES", "Device", "StorageDevice", "ThermalDevice", "Battery", "BatteryParams", "EvCharger", "EvChargerParams", "FlexLoad", "FlexLoadParams",
     "Solar", "Thermostat", "ThermostatParams", "WaterHeater", "WaterHeaterParams", "cop_cooling", "cop_heating",
     "inverse_map_action", "map_action",
 ]

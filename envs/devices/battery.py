@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .base import StorageDevice
+
 
 @dataclass
 class BatteryParams:
@@ -26,7 +28,7 @@ class BatteryParams:
     degradation_cost_per_kwh: np.ndarray  # $ per kWh of AC throughput
 
 
-class Battery:
+class Battery(StorageDevice):
     """All batteries of the fleet as arrays; ``energy_kwh`` is the stored energy."""
 
     def __init__(self, params: BatteryParams, dt_h: float) -> None:
@@ -42,6 +44,7 @@ class Battery:
         self._charge_gain = p.charge_efficiency * dt_h
         self._discharge_gain = dt_h / p.discharge_efficiency
         self._inv_capacity = np.divide(1.0, p.capacity_kwh, out=np.zeros_like(p.capacity_kwh), where=self.owned)
+        # action range: rated limits, idle by default
         self.p_lo, self.p_default, self.p_hi = -p.max_discharge_kw, np.zeros_like(p.max_charge_kw), p.max_charge_kw
 
     def reset(self, rng: np.random.Generator) -> None:
@@ -65,19 +68,6 @@ class Battery:
                            * self._up_kw_per_kwh)
         p_min = -np.minimum(p.max_discharge_kw, np.maximum(self.energy_kwh - floor_kwh, 0.0) * self._down_kw_per_kwh)
         return p_min, p_max
-
-    def feasible_power(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.p_min, self.p_max
-
-    def action_range(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(p_lo, p_default, p_hi) kW for action mapping: rated limits, idle by default."""
-        return self.p_lo, self.p_default, self.p_hi
-
-    def step(self, p_kw: np.ndarray) -> np.ndarray:
-        """Apply AC power, clamped to the feasible interval; return the power delivered."""
-        p_kw = np.clip(p_kw, self.p_min, self.p_max)
-        self.energy_kwh += np.maximum(p_kw, 0.0) * self._charge_gain + np.minimum(p_kw, 0.0) * self._discharge_gain
-        return p_kw
 
     def reserve_shortfall_kwh(self) -> np.ndarray:
         """Energy below the backup reserve, kWh (0 where the reserve is kept)."""

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .base import StorageDevice
+
 
 @dataclass
 class EvChargerParams:
@@ -23,7 +25,7 @@ class EvChargerParams:
     v2g_min_soc: np.ndarray  # V2G never discharges the EV below this SoC (fraction)
 
 
-class EvCharger:
+class EvCharger(StorageDevice):
     """All chargers of the fleet. Energy figures are in the EV battery (kWh)."""
 
     def __init__(self, params: EvChargerParams, dt_h: float) -> None:
@@ -90,14 +92,3 @@ class EvCharger:
         self.p_default = np.minimum(self.p_max, self.energy_needed_kwh * self._up_kw_per_kwh)
         self.p_lo = -p.max_discharge_kw * c
         self.p_hi = p.max_charge_kw * c
-
-    def feasible_power(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.p_min, self.p_max
-
-    def action_range(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.p_lo, self.p_default, self.p_hi
-
-    def step(self, p_kw: np.ndarray) -> np.ndarray:
-        p_kw = np.clip(p_kw, self.p_min, self.p_max)
-        self.energy_kwh += np.maximum(p_kw, 0.0) * self._charge_gain + np.minimum(p_kw, 0.0) * self._discharge_gain
-        return p_kw

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .base import Device
+
 
 @dataclass
 class FlexLoadParams:
@@ -24,7 +26,7 @@ class FlexLoadParams:
     max_backlog_kwh: np.ndarray  # bound on |backlog|
 
 
-class FlexLoad:
+class FlexLoad(Device):
     """All flexible loads of the fleet."""
 
     def __init__(self, params: FlexLoadParams, dt_h: float) -> None:
@@ -51,12 +53,7 @@ class FlexLoad:
         self.p_min = np.minimum(lo, b)
         self.p_max = np.maximum(hi, self.p_min)
         self.p_default = np.clip(b + np.clip(backlog_kw, 0.0, p.max_rebound_kw), self.p_min, self.p_max)
-
-    def feasible_power(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.p_min, self.p_max
-
-    def action_range(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.p_min, self.p_default, self.p_max
+        self.p_lo, self.p_hi = self.p_min, self.p_max
 
     def step(self, p_kw: np.ndarray) -> np.ndarray:
         p_kw = np.clip(p_kw, self.p_min, self.p_max)

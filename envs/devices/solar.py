@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import Device
 
-class Solar:
+
+class Solar(Device):
     """PV of all homes; ``kwp`` is installed capacity (0 for homes without PV).
     Injection is negative power: full output by default, action +1 curtails to zero."""
 
@@ -22,13 +24,8 @@ class Solar:
         np.multiply(self.kwp, kw_per_kwp, out=self.available_kw)
 
     def prepare(self) -> None:
-        self.p_min = -self.available_kw
-
-    def feasible_power(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.p_min, self.p_max
-
-    def action_range(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.p_min, self.p_min, self.p_max
+        self.p_min = self.p_lo = self.p_default = -self.available_kw
+        self.p_hi = self.p_max
 
     def step(self, p_kw: np.ndarray) -> np.ndarray:
         return np.clip(p_kw, self.p_min, self.p_max)

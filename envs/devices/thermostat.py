@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .base import ThermalDevice
+
 
 def cop_heating(t_out_c: float) -> float:
     """Air-source heat pump heating COP: 3.0 at 7 degC, 0.06 lower per K colder, bounded to [1.5, 5]."""
@@ -39,7 +41,7 @@ class ThermostatParams:
     internal_gain_kw: np.ndarray
 
 
-class Thermostat:
+class Thermostat(ThermalDevice):
     """All thermostats; ``temp_c`` is the indoor temperature."""
 
     def __init__(self, params: ThermostatParams, dt_h: float) -> None:
@@ -56,8 +58,9 @@ class Thermostat:
         self.free_temp_c = self.temp_c.copy()  # end-of-step temperature with the heat pump off
         self.gain_c_per_kw = np.ones_like(self.temp_c)  # dT'/dP for this step (sign = mode)
         self.heating = np.ones(len(self.temp_c), dtype=bool)
-        self.p_min = np.zeros_like(self.temp_c)
-        self.p_max = p.heat_pump_kw
+        self.p_min = self.p_lo = np.zeros_like(self.temp_c)
+        self.p_max = self.p_hi = p.heat_pump_kw
+        self._comfort_low_c, self._comfort_high_c = p.comfort_low_c, p.comfort_high_c
 
     def reset(self, rng: np.random.Generator) -> None:
         """Start within the comfort band."""
@@ -85,22 +88,3 @@ class Thermostat:
     def prepare(self) -> None:
         # the thermostat's own control: the power that brings the home to its setpoint, within limits
         self.p_default = np.clip(self.power_for_temperature(self.setpoint_c), 0.0, self.params.heat_pump_kw)
-
-    def feasible_power(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.p_min, self.p_max
-
-    def action_range(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.p_min, self.p_default, self.p_max
-
-    def step(self, p_kw: np.ndarray) -> np.ndarray:
-        p_kw = np.clip(p_kw, self.p_min, self.p_max)
-        self.temp_c = self.free_temp_c + self.gain_c_per_kw * p_kw
-        return p_kw
-
-    def discomfort_c(self) -> np.ndarray:
-        """Degrees outside the comfort band now (0 inside, and for homes without a thermostat)."""
-        p = self.params
-        out = np.maximum(p.comfort_low_c - self.temp_c, 0.0)
-        out += np.maximum(self.temp_c - p.comfort_high_c, 0.0)
-        out *= self._owned_f
-        return out

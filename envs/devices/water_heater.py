@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .base import ThermalDevice
+
 KWH_PER_LITRE_K = 4.186 / 3600.0
 
 
@@ -31,7 +33,7 @@ class WaterHeaterParams:
     ambient_c: np.ndarray
 
 
-class WaterHeater:
+class WaterHeater(ThermalDevice):
     """All water heaters; ``temp_c`` is the tank temperature."""
 
     def __init__(self, params: WaterHeaterParams, dt_h: float) -> None:
@@ -46,7 +48,8 @@ class WaterHeater:
         self._inv_volume = 1.0 / p.volume_l
         self.temp_c = p.setpoint_c.copy()
         self.free_temp_c = self.temp_c.copy()
-        self.p_min = np.zeros_like(self.temp_c)
+        self.p_min = self.p_lo = np.zeros_like(self.temp_c)
+        self._comfort_low_c, self._comfort_high_c = p.comfort_low_c, p.comfort_high_c
 
     def reset(self, rng: np.random.Generator) -> None:
         p = self.params
@@ -67,21 +70,4 @@ class WaterHeater:
         p = self.params
         self.p_max = np.clip(self.power_for_temperature(p.max_temp_c), 0.0, p.element_kw)
         self.p_default = np.clip(self.power_for_temperature(p.setpoint_c), 0.0, self.p_max)
-
-    def feasible_power(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.p_min, self.p_max
-
-    def action_range(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.p_min, self.p_default, self.p_max
-
-    def step(self, p_kw: np.ndarray) -> np.ndarray:
-        p_kw = np.clip(p_kw, self.p_min, self.p_max)
-        self.temp_c = self.free_temp_c + self.gain_c_per_kw * p_kw
-        return p_kw
-
-    def discomfort_c(self) -> np.ndarray:
-        p = self.params
-        out = np.maximum(p.comfort_low_c - self.temp_c, 0.0)
-        out += np.maximum(self.temp_c - p.comfort_high_c, 0.0)
-        out *= self._owned_f
-        return out
+        self.p_hi = self.p_max

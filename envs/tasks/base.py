@@ -14,6 +14,13 @@ import numpy as np
 from ..fleet import Fleet, StepOutcome
 
 
+def check_ranges(owner: str, **params: tuple[float, float, float]) -> None:
+    """Raise ValueError naming ``owner.param`` and its range for the first value outside [lo, hi]."""
+    for name, (value, lo, hi) in params.items():
+        if not lo <= value <= hi:
+            raise ValueError(f"{owner}.{name} must be in [{lo}, {hi}], got {value!r}")
+
+
 def split_by_weight(total: float, weights: np.ndarray) -> np.ndarray:
     """Split a fleet-level amount across homes in proportion to ``weights`` (equally if all 0)."""
     s = float(weights.sum(dtype=np.float64))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fleet import Fleet, StepOutcome
-from .base import Task, split_by_weight
+from .base import Task, check_ranges, split_by_weight
 
 
 class DemandResponse(Task):
@@ -28,14 +28,10 @@ class DemandResponse(Task):
     def __init__(self, commit_kw_per_home: float = 0.5, event_probability: float = 1.0,
                  start_window_h: tuple[float, float] = (16.0, 19.0), duration_h: float = 2.0,
                  credit_per_kwh: float = 0.5, shortfall_penalty_per_kwh: float = 1.0) -> None:
-        checks = {"commit_kw_per_home": (commit_kw_per_home, 0.0, 100.0),
-                  "event_probability": (event_probability, 0.0, 1.0),
-                  "duration_h": (duration_h, 0.0, 24.0),
-                  "credit_per_kwh": (credit_per_kwh, 0.0, 1000.0),
-                  "shortfall_penalty_per_kwh": (shortfall_penalty_per_kwh, 0.0, 1000.0)}
-        for name, (v, lo, hi) in checks.items():
-            if not lo <= v <= hi:
-                raise ValueError(f"DemandResponse.{name} must be in [{lo}, {hi}], got {v}")
+        check_ranges("DemandResponse", commit_kw_per_home=(commit_kw_per_home, 0.0, 100.0),
+                     event_probability=(event_probability, 0.0, 1.0), duration_h=(duration_h, 0.0, 24.0),
+                     credit_per_kwh=(credit_per_kwh, 0.0, 1000.0),
+                     shortfall_penalty_per_kwh=(shortfall_penalty_per_kwh, 0.0, 1000.0))
         if not 0.0 <= start_window_h[0] <= start_window_h[1] < 24.0:
             raise ValueError(f"DemandResponse.start_window_h must satisfy 0 <= low <= high < 24, got {start_window_h}")
         self.commit_kw_per_home = commit_kw_per_home

@@ -13,7 +13,7 @@ import numpy as np
 
 from ...data.synthetic import regulation_signal
 from ..fleet import Fleet, StepOutcome
-from .base import Task, split_by_weight
+from .base import Task, check_ranges, split_by_weight
 
 
 def performance_score(signal: np.ndarray, response: np.ndarray, dt_s: float,
@@ -53,12 +53,10 @@ class FrequencyRegulation(Task):
 
     def __init__(self, capacity_kw_per_home: float = 1.0, penalty_per_kwh: float = 0.5,
                  capacity_price_per_kwh: float = 0.03, signal_tau_s: float = 60.0) -> None:
-        for name, v, lo, hi in (("capacity_kw_per_home", capacity_kw_per_home, 0.0, 100.0),
-                                ("penalty_per_kwh", penalty_per_kwh, 0.0, 1000.0),
-                                ("capacity_price_per_kwh", capacity_price_per_kwh, 0.0, 1000.0),
-                                ("signal_tau_s", signal_tau_s, 1.0, 3600.0)):
-            if not lo <= v <= hi:
-                raise ValueError(f"FrequencyRegulation.{name} must be in [{lo}, {hi}], got {v}")
+        check_ranges("FrequencyRegulation", capacity_kw_per_home=(capacity_kw_per_home, 0.0, 100.0),
+                     penalty_per_kwh=(penalty_per_kwh, 0.0, 1000.0),
+                     capacity_price_per_kwh=(capacity_price_per_kwh, 0.0, 1000.0),
+                     signal_tau_s=(signal_tau_s, 1.0, 3600.0))
         self.capacity_kw_per_home = capacity_kw_per_home
         self.penalty_per_kwh = penalty_per_kwh
         self.capacity_price_per_kwh = capacity_price_per_kwh

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fleet import Fleet, StepOutcome
-from .base import Task, split_by_weight
+from .base import Task, check_ranges, split_by_weight
 
 
 class PeakShaving(Task):
@@ -19,10 +19,8 @@ class PeakShaving(Task):
     obs_names = ("feeder_limit_per_home_kw", "last_overshoot_per_home_kw")
 
     def __init__(self, limit_kw_per_home: float = 2.0, penalty_per_kwh: float = 1.0) -> None:
-        if not 0.0 < limit_kw_per_home <= 1000.0:
-            raise ValueError(f"PeakShaving.limit_kw_per_home must be in (0, 1000], got {limit_kw_per_home}")
-        if not 0.0 <= penalty_per_kwh <= 1000.0:
-            raise ValueError(f"PeakShaving.penalty_per_kwh must be in [0, 1000], got {penalty_per_kwh}")
+        check_ranges("PeakShaving", limit_kw_per_home=(limit_kw_per_home, 0.001, 1000.0),
+                     penalty_per_kwh=(penalty_per_kwh, 0.0, 1000.0))
         self.limit_kw_per_home = limit_kw_per_home
         self.penalty_per_kwh = penalty_per_kwh
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from ...data.profiles import G
 from ..fleet import Fleet, StepOutcome
-from .base import Task
+from .base import Task, check_ranges
 
 
 class PriceArbitrage(Task):
@@ -19,8 +19,7 @@ class PriceArbitrage(Task):
     obs_names = ("price_next_import", "price_mean_day")
 
     def __init__(self, price_scale: float = 1.0) -> None:
-        if not 0.0 <= price_scale <= 100.0:
-            raise ValueError(f"PriceArbitrage.price_scale must be in [0, 100], got {price_scale}")
+        check_ranges("PriceArbitrage", price_scale=(price_scale, 0.0, 100.0))
         self.price_scale = price_scale
 
     def reset(self, fleet: Fleet, episode_steps: int, rng: np.random.Generator) -> None:
