@@ -109,7 +109,6 @@ class Fleet:
         self.t = 0
         for device in self.devices:
             device.reset(rng)
-        self.flex.backlog_kwh[:] = 0.0
         self.net_kw = np.zeros(self.n, DTYPE)
         self.action_stats = ActionStats()
         self.begin_step()
@@ -140,7 +139,8 @@ class Fleet:
         self.action_ranges()
 
     def action_ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(p_lo, p_default, p_hi), each (D, N) kW, for this step (computed once per step)."""
+        """(p_lo, p_default, p_hi), each (D, N) kW, for this step: what actions -1, 0, +1 map to.
+        Computed once per step into a reused buffer: copy them to keep them past the step."""
         if self._ranges is None:
             r = self._range_buffer
             for j, device in enumerate(self.devices):
@@ -153,7 +153,8 @@ class Fleet:
         return self._ranges
 
     def feasible_power(self) -> tuple[np.ndarray, np.ndarray]:
-        """(p_min, p_max), each (D, N) kW: the hard physical limits for this step."""
+        """(p_min, p_max), each (D, N) kW: the hard physical limits for this step (what the
+        physics will clamp a setpoint to); the shield narrows them further (reserve, comfort, deadlines)."""
         lo, hi = zip(*(d.feasible_power() for d in self.devices))
         return np.stack(lo), np.stack(hi)
 
