@@ -114,15 +114,39 @@ class Fleet:
         self.begin_step()
 
     # ----- step protocol ----------------------------------------------------------------------
-    def begin_step(self) -> None:
-        """Read this step's exogenous inputs (profiles, weather) and update sessions and draws."""
+    def exogenous(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(channels (C, N) float32, grid (G,)) that episode step ``step`` reads: a pure function of
+        the step (no state changes), shared by the simulator and the planners (oracle, MPC).
+        Per-home scaling is not applied here; see :meth:`scaled_inputs`."""
         p = self.profiles
-        row = self.row
+        seconds = self.start_s + step * self.dt_s
+        row = (seconds // p.dt_s) % p.num_rows
         idx = (self._shift + row) % p.num_rows
         idx *= p.num_profiles
         idx += self._profile
-        ch = np.ascontiguousarray(np.take(self._table, idx, axis=0).T)  # (C, N) float32
-        self.grid = p.grid[row]
+        return np.ascontiguousarray(np.take(self._table, idx, axis=0).T), p.grid[row]
+
+    def scaled_inputs(self, step: int) -> dict[str, np.ndarray]:
+        """Per-home exogenous inputs of episode step ``step`` in physical units (kW, litres, h)."""
+        ch, grid = self.exogenous(step)
+        elapsed_h = ((self.start_s + step * self.dt_s) % self.profiles.dt_s) / 3600.0
+        return {
+            "base_load_kw": self.layout.load_scale * ch[H["base_load_kw"]],
+            "pv_available_kw": self.pv.kwp * ch[H["pv_kw_per_kwp"]],
+            "dhw_draw_l": self._draw_scale * ch[H["dhw_draw_l"]],
+            "flex_baseline_kw": self.flex.params.scale_kw * ch[H["flex_load_kw"]],
+            "ev_connected": (ch[H["ev_connected"]] > 0.5) & self.ev.owned,
+            "ev_hours_to_departure": ch[H["ev_hours_to_departure"]] - elapsed_h,
+            "ev_capacity_kwh": ch[H["ev_capacity_kwh"]],
+            "ev_arrival_soc": ch[H["ev_arrival_soc"]],
+            "ev_target_soc": ch[H["ev_target_soc"]],
+            "grid": grid,
+        }
+
+    def begin_step(self) -> None:
+        """Read this step's exogenous inputs (profiles, weather) and update sessions and draws."""
+        p = self.profiles
+        ch, self.grid = self.exogenous(self.t)
         self.base_load_kw = self.layout.load_scale * ch[H["base_load_kw"]]
         self.pv.update(ch[H["pv_kw_per_kwp"]])
         elapsed_h = (self.seconds % p.dt_s) / 3600.0

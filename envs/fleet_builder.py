@@ -89,6 +89,7 @@ def build_fleet(config: FleetConfig, profiles: Profiles) -> FleetLayout:
         heat_pump_kw=np.where(has["thermostat"], _uniform(rng, config.heat_pump_kw, n), 0.0),
         comfort_low_c=band_lo, comfort_high_c=band_hi,
         solar_aperture_m2=_uniform(rng, (1.0, 4.0), n), internal_gain_kw=_uniform(rng, (0.2, 0.6), n),
+        balance_temp_c=band_lo - 2.0,
     )
     water_heater = WaterHeaterParams(
         volume_l=_uniform(rng, config.water_heater_litres, n),

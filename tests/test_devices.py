@@ -99,7 +99,7 @@ class TestEvCharger:
 
 
 def thermostat(dt_h=0.25, r=3.0, c=8.0, p=4.0):
-    params = ThermostatParams(arr(r), arr(c), arr(p), arr(20.0), arr(24.0), arr(2.0), arr(0.4))
+    params = ThermostatParams(arr(r), arr(c), arr(p), arr(20.0), arr(24.0), arr(2.0), arr(0.4), arr(18.0))
     return Thermostat(params, dt_h)
 
 
@@ -147,6 +147,16 @@ class TestThermostat:
         th.update(outdoor_c=35.0, ghi_w_m2=800.0)
         th.prepare()
         assert th.p_default[0] == pytest.approx(4.0)
+
+    def test_mode_is_seasonal(self):
+        th = thermostat()
+        th.temp_c = arr(30.0)  # hot inside, but 10 degC outside: still heating season
+        th.update(outdoor_c=10.0, ghi_w_m2=0.0)
+        assert th.heating[0] and th.gain_c_per_kw[0] > 0
+        th.prepare()
+        assert th.p_default[0] == 0.0  # above setpoint in heating mode: the heat pump stays off
+        th.update(outdoor_c=19.0, ghi_w_m2=0.0)
+        assert not th.heating[0] and th.gain_c_per_kw[0] < 0
 
     def test_discomfort_degrees_outside_band(self):
         th = thermostat()

@@ -4,8 +4,9 @@ outdoor temperature, comfort band per home (tighter for vulnerable occupants, e.
 Exact discretisation for inputs held over a step of dt hours (tau = R*C hours):
     T' = a*T + (1-a)*(T_out + R*Q_gain) + (1-a)*R*Q_hp,   a = exp(-dt/tau)
 with Q_hp = +COP_heat*P (heating) or -COP_cool*P (cooling), P the electrical power in kW.
-The heat pump's mode follows the need: heating when the free-running temperature would end
-the step below the setpoint, cooling otherwise. T' is linear in P, which the shield and the
+The heat pump's mode is seasonal, as a thermostat's heat/cool switch is: heating while the
+outdoor temperature is below the home's balance temperature, cooling above it. The mode is
+therefore exogenous (known from the weather), and T' is linear in P, which the shield and the
 LP oracle use (``free_temp_c + gain_c_per_kw * P``).
 """
 
@@ -39,6 +40,7 @@ class ThermostatParams:
     comfort_high_c: np.ndarray
     solar_aperture_m2: np.ndarray  # effective window area: solar gain kW = aperture * GHI / 1000
     internal_gain_kw: np.ndarray
+    balance_temp_c: np.ndarray  # heat below this outdoor temperature, cool above it
 
 
 class Thermostat(ThermalDevice):
@@ -74,7 +76,7 @@ class Thermostat(ThermalDevice):
         free += self._gain_per_kw_thermal * gain_kw
         free += self._one_minus_decay * outdoor_c
         self.free_temp_c = free
-        self.heating = free < self.setpoint_c
+        self.heating = outdoor_c < self.params.balance_temp_c
         cop_h, cop_c = cop_heating(outdoor_c), cop_cooling(outdoor_c)
         dtype = self.decay.dtype.type
         signed_cop = self.heating * dtype(cop_h + cop_c)  # cop_h when heating, -cop_c when cooling
