@@ -114,6 +114,11 @@ class Fleet:
         self.begin_step()
 
     # ----- step protocol ----------------------------------------------------------------------
+    def grid_at(self, step: int) -> np.ndarray:
+        """Grid signals (G,) of episode step ``step`` (public: tariff, weather, carbon)."""
+        p = self.profiles
+        return p.grid[((self.start_s + step * self.dt_s) // p.dt_s) % p.num_rows]
+
     def exogenous(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(channels (C, N) float32, grid (G,)) that episode step ``step`` reads: a pure function of
         the step (no state changes), shared by the simulator and the planners (oracle, MPC).

@@ -18,7 +18,7 @@ class PeakShaving(Task):
     name = "peak_shaving"
     obs_names = ("feeder_limit_per_home_kw", "last_overshoot_per_home_kw")
 
-    def __init__(self, limit_kw_per_home: float = 2.0, penalty_per_kwh: float = 1.0) -> None:
+    def __init__(self, limit_kw_per_home: float = 3.0, penalty_per_kwh: float = 1.0) -> None:
         check_ranges("PeakShaving", limit_kw_per_home=(limit_kw_per_home, 0.001, 1000.0),
                      penalty_per_kwh=(penalty_per_kwh, 0.0, 1000.0))
         self.limit_kw_per_home = limit_kw_per_home
