@@ -111,7 +111,7 @@ class Fleet:
             device.reset(rng)
         self.net_kw = np.zeros(self.n, DTYPE)
         self.action_stats = ActionStats()
-        self.begin_step()
+        self.begin_step(episode_start=True)
 
     # ----- step protocol ----------------------------------------------------------------------
     def grid_at(self, step: int) -> np.ndarray:
@@ -148,7 +148,7 @@ class Fleet:
             "grid": grid,
         }
 
-    def begin_step(self) -> None:
+    def begin_step(self, episode_start: bool = False) -> None:
         """Read this step's exogenous inputs (profiles, weather) and update sessions and draws."""
         p = self.profiles
         ch, self.grid = self.exogenous(self.t)
@@ -157,7 +157,7 @@ class Fleet:
         elapsed_h = (self.seconds % p.dt_s) / 3600.0
         self._ev_unmet, departed = self.ev.update_sessions(
             ch[H["ev_connected"]] > 0.5, ch[H["ev_hours_to_departure"]] - elapsed_h, ch[H["ev_capacity_kwh"]],
-            ch[H["ev_arrival_soc"]], ch[H["ev_target_soc"]])
+            ch[H["ev_arrival_soc"]], ch[H["ev_target_soc"]], episode_start)
         self._ev_required_departed = float(self.ev.required_kwh[departed].sum()) if departed.any() else 0.0
         self.thermostat.update(float(self.grid[G["outdoor_temp_c"]]), float(self.grid[G["ghi_w_m2"]]))
         self.water_heater.update(self._draw_scale * ch[H["dhw_draw_l"]])
@@ -166,6 +166,14 @@ class Fleet:
             device.prepare()
         self._ranges = None
         self.action_ranges()
+
+    def pending_ev_unmet(self) -> np.ndarray:
+        """Unmet kWh of EVs that left at the start of the current step (reported with the next
+        step's outcome; an episode that ends now reports it itself)."""
+        return self._ev_unmet
+
+    def pending_ev_required(self) -> float:
+        return self._ev_required_departed
 
     def action_ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(p_lo, p_default, p_hi), each (D, N) kW, for this step: what actions -1, 0, +1 map to.

@@ -82,19 +82,21 @@ class ScenarioConfig:
         return max(1, int(round(self.episode_hours * 3600 / self.dt_s)))
 
 
-def load_profiles(config: ScenarioConfig):
-    """(profiles, layout) for the scenario's data source and fleet."""
+def load_profiles(config: ScenarioConfig, profiles: Profiles | None = None):
+    """(profiles, layout) for the scenario's data source and fleet (or for ``profiles`` given directly)."""
+    if profiles is not None:
+        return profiles, build_fleet(config.fleet, profiles)
     if config.dataset is not None:
         ds = load_citylearn(config.dataset)
         layout = build_citylearn_fleet(ds, config.fleet, replicate=config.citylearn_replicate)
         return ds.profiles, layout
-    profiles: Profiles = default_profiles(config.num_profiles)
-    return profiles, build_fleet(config.fleet, profiles)
+    default: Profiles = default_profiles(config.num_profiles)
+    return default, build_fleet(config.fleet, default)
 
 
-def build_scenario(config: ScenarioConfig) -> tuple[Fleet, list[Task]]:
-    """Construct the fleet simulator and the task objects of a scenario."""
-    profiles, layout = load_profiles(config)
+def build_scenario(config: ScenarioConfig, profiles: Profiles | None = None) -> tuple[Fleet, list[Task]]:
+    """Construct the fleet simulator and the task objects of a scenario (on ``profiles`` if given)."""
+    profiles, layout = load_profiles(config, profiles)
     fleet = Fleet(profiles, layout, config.dt_s)
     tasks = [make_task(name, **(params or {})) for name, params in config.tasks.items()]
     return fleet, tasks

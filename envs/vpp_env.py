@@ -20,12 +20,15 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ..data.profiles import Profiles
 from .devices import DEVICE_CLASSES
 from .fleet import COST_NAMES, NUM_DEVICE_CLASSES, StepOutcome
 from .fleet_config import FleetConfig
 from .kpis import KpiTracker
 from .observation import BASE_GLOBAL_FEATURES, HOME_FEATURES, ObservationBuilder
 from .scenario import ScenarioConfig, build_scenario
+from .tasks import PriceArbitrage
+from .terminal import stored_energy_kwh, terminal_price
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "frequency_regulation": {"dt_s": 4, "episode_hours": 1.0},
@@ -66,9 +69,10 @@ class VppEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, config: ScenarioConfig | None = None, **kwargs: Any) -> None:
+    def __init__(self, config: ScenarioConfig | None = None, profiles: Profiles | None = None, **kwargs: Any) -> None:
+        """:param profiles: drive the fleet with these profiles instead of the config's data source."""
         self.config = scenario_from_kwargs(config=config, **kwargs)
-        self.fleet, self.tasks = build_scenario(self.config)
+        self.fleet, self.tasks = build_scenario(self.config, profiles)
         self.n = self.fleet.n
         self.episode_steps = self.config.episode_steps
         self._obs = ObservationBuilder(self.fleet)
@@ -99,6 +103,11 @@ class VppEnv(gym.Env):
             task.reset(self.fleet, self.episode_steps, rng)
         self._kpi.reset()
         self._steps = 0
+        pa = next((t for t in self.tasks if isinstance(t, PriceArbitrage)), None)
+        self._terminal_price = terminal_price(self.fleet, self.episode_steps, pa.price_scale) if pa else 0.0
+        self._heating0 = self.fleet.thermostat.heating.copy()
+        self._stored0 = stored_energy_kwh(self.fleet, self._heating0) if pa else None
+        self._terminal_value = 0.0
         return {"start_seconds": self.fleet.start_s}
 
     def step(self, action: np.ndarray):
@@ -114,10 +123,18 @@ class VppEnv(gym.Env):
         """Simulate one step without building an observation: (per-home reward, truncated, info).
         Shared by the centralized, multi-agent and PettingZoo views."""
         outcome = self.fleet.apply(setpoints_kw)
-        reward_home, info = self._score(outcome)
         self._steps += 1
         truncated = self._steps >= self.episode_steps
+        if truncated:  # EVs leaving exactly at the horizon: their unmet energy counts like any departure
+            outcome.costs["ev_unmet_kwh"] = outcome.costs["ev_unmet_kwh"] + self.fleet.pending_ev_unmet()
+            outcome.ev_required_kwh_departed += self.fleet.pending_ev_required()
+        reward_home, info = self._score(outcome)
         if truncated:
+            if self._stored0 is not None:
+                gain = self._terminal_price * (stored_energy_kwh(self.fleet, self._heating0) - self._stored0)
+                reward_home = reward_home + gain
+                self._terminal_value = float(gain.sum())
+                info["reward_per_home"] = reward_home
             info["kpis"] = self.kpis()
         return reward_home, truncated, info
 
@@ -170,6 +187,8 @@ class VppEnv(gym.Env):
     def kpis(self) -> dict[str, float]:
         """KPIs of the episode so far (fleet totals; tasks' KPIs included)."""
         out = self._kpi.kpis()
+        out["terminal_value"] = self._terminal_value
+        out["energy_cost_adjusted"] = out["energy_cost"] - self._terminal_value
         for task in self.tasks:
             out.update(task.kpis())
         return out

@@ -229,3 +229,14 @@ class TestSolarAndActionMap:
         p = map_action(a, lo, de, hi)
         assert p.tolist() == [-5.0, 3.0, 0.0]
         assert inverse_map_action(p, lo, de, hi)[:2].tolist() == [-1.0, 0.5]
+
+
+def test_session_in_progress_at_episode_start_stays_feasible():
+    ev = ev_charger(p=7.0, eta=0.9)
+    ev.reset(np.random.default_rng(0))
+    # the profile says: plugged in, 2 h to go, arrived at 10 % SoC wanting 80 % of 60 kWh
+    ev.update_sessions(np.array([True]), arr(2.0), arr(60.0), arr(0.1), arr(0.8), episode_start=True)
+    assert ev.energy_kwh[0] == pytest.approx(0.8 * 60.0 - 7.0 * 0.9 * 2.0)  # reachable at full power
+    fresh = ev_charger(p=7.0, eta=0.9)
+    fresh.update_sessions(np.array([True]), arr(2.0), arr(60.0), arr(0.1), arr(0.8))
+    assert fresh.energy_kwh[0] == pytest.approx(6.0)  # a real arrival keeps its SoC

@@ -35,6 +35,7 @@ class EvCharger(StorageDevice):
         n = len(p.max_charge_kw)
         self.dtype = dt = p.max_charge_kw.dtype
         self.connected = np.zeros(n, dtype=bool)
+        self.arrived = np.zeros(n, dtype=bool)  # sessions that started this step
         self.energy_kwh = np.zeros(n, dt)
         self.target_kwh = np.zeros(n, dt)
         self.capacity_kwh = np.zeros(n, dt)
@@ -54,9 +55,12 @@ class EvCharger(StorageDevice):
         self.connected = np.zeros_like(self.connected)
 
     def update_sessions(self, connected: np.ndarray, hours_to_departure: np.ndarray, capacity_kwh: np.ndarray,
-                        arrival_soc: np.ndarray, target_soc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                        arrival_soc: np.ndarray, target_soc: np.ndarray,
+                        episode_start: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Start and end sessions from this step's profile values.
 
+        At an episode start, sessions already in progress have been charging since their real arrival:
+        they start with at least the energy that keeps their target reachable at full power.
         Returns (unmet_kwh, departed): energy short of the target for EVs that left, and the mask.
         """
         now = connected & self.owned
@@ -66,10 +70,14 @@ class EvCharger(StorageDevice):
         else:
             unmet = np.zeros(len(now), self.dtype)
         arrived = now & ~self.connected
+        self.arrived = arrived
         if arrived.any():
             i = np.flatnonzero(arrived)
             cap = capacity_kwh[i].astype(self.dtype)
             soc0 = arrival_soc[i].astype(self.dtype)
+            if episode_start:
+                deliverable = self.params.max_charge_kw[i] * self.params.efficiency[i] * hours_to_departure[i]
+                soc0 = np.maximum(soc0, target_soc[i] - deliverable / np.maximum(cap, 1e-9)).astype(self.dtype)
             self.capacity_kwh[i] = cap
             self.energy_kwh[i] = soc0 * cap
             self.target_kwh[i] = np.maximum(target_soc[i], soc0) * cap

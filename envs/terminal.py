@@ -1,0 +1,41 @@
+"""End-of-episode accounting, so that a finite episode does not reward emptying storage.
+
+Energy held in storage at the end of an episode has value the episode itself never sees: a policy
+could drain batteries, leave EVs to charge after the horizon and let homes and tanks cool for
+free. At truncation the env therefore adds the *terminal value*: the change of the fleet's stored
+energy over the episode, in electricity-equivalent kWh, valued at the cheapest import price of the
+episode (what replacing it would cost at best). Stored energy counts as
+    battery:      eta_discharge * E
+    EV:           - (energy still owed to plugged-in drivers) / eta
+    water heater: heat capacity * T                     (resistance element: 1 kWh per kWh)
+    home:         +- capacitance * T / COP_REF          (+ in heating season, - in cooling season)
+It applies when the scenario prices energy (a price-arbitrage task); EVs that leave exactly at the
+horizon have their unmet energy counted as at any other departure, for every task.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .fleet import Fleet
+
+COP_REF = 3.0
+
+
+def stored_energy_kwh(fleet: Fleet, heating: np.ndarray) -> np.ndarray:
+    """Electricity-equivalent stored energy per home (kWh); ``heating`` fixes the season's sign."""
+    b, ev, wh, th = fleet.battery, fleet.ev, fleet.water_heater, fleet.thermostat
+    stored = b.energy_kwh.astype(np.float64) * b.params.discharge_efficiency
+    stored -= ev.energy_needed_kwh * ~ev.arrived / ev.params.efficiency  # not sessions starting right now
+    stored += wh.owned * wh.heat_capacity_kwh_per_c * wh.temp_c
+    sign = np.where(heating, 1.0, -1.0)
+    stored += th.owned * sign * th.params.capacitance_kwh_per_c * th.temp_c / COP_REF
+    return stored
+
+
+def terminal_price(fleet: Fleet, steps: int, price_scale: float = 1.0) -> float:
+    """The cheapest import price ($/kWh) over the episode's steps."""
+    stride = max(1, steps // 2000)
+    from ..data.profiles import G
+
+    return price_scale * min(float(fleet.grid_at(t)[G["price_import"]]) for t in range(0, steps, stride))
