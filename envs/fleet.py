@@ -87,6 +87,7 @@ class Fleet:
         self._ranges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._ev_unmet = np.zeros(self.n, DTYPE)
         self._ev_required_departed = 0.0
+        self.last_outcome: StepOutcome | None = None
 
     @property
     def devices(self) -> tuple:
@@ -266,5 +267,6 @@ class Fleet:
                                       else np.zeros(self.n, DTYPE))
         outcome = StepOutcome(net, default_net, delivered, costs, degradation, curtailed, self._ev_required_departed,
                               grid, seconds)
+        self.last_outcome = outcome  # for recorders and plots (no copy)
         self.begin_step()
         return outcome

@@ -1,0 +1,1 @@
+"""Hydra configuration files (installed as package data; schemas live next to their apps)."""

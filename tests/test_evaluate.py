@@ -1,0 +1,50 @@
+"""vpprl-evaluate: output files exist with sane numbers; bad configs fail at start-up."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+
+from vpprl.training.evaluation import EvaluateConfig
+from vpprl.training.evaluate import run
+
+
+def test_evaluation_writes_table_and_plots(tmp_path):
+    cfg = EvaluateConfig(num_homes=10, seeds=[0, 1], episode_hours=12.0, output_dir=str(tmp_path),
+                         policies=["no_control", "rule_based", "oracle"])
+    text, summary = run(cfg)
+    by = {s["policy"]: s for s in summary}
+    assert by["no_control"]["oracle_savings_captured"] == pytest.approx(0.0)
+    assert by["oracle"]["oracle_savings_captured"] == pytest.approx(1.0)
+    assert by["oracle"]["return"] >= by["rule_based"]["return"] >= by["no_control"]["return"] - 1e-6
+    assert by["no_control"]["citylearn_score"] == pytest.approx(1.0)
+    assert by["oracle"]["citylearn_score"] < 1.0
+    for name in ("kpis.md", "kpis.csv", "kpis_summary.csv"):
+        assert (tmp_path / name).stat().st_size > 0
+    rows = list(csv.DictReader(open(tmp_path / "kpis.csv")))
+    assert len(rows) == 2 * 3 and all(float(r["energy_cost"]) > 0 for r in rows)
+    for png in ("aggregate_load", "battery_soc", "indoor_temperature", "ev_energy"):
+        assert (tmp_path / "plots" / f"{png}.png").stat().st_size > 10_000
+    assert "| oracle |" in text and "100.0 %" in text
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match=r"EvaluateConfig.policies: unknown \['ppo'\]"):
+        EvaluateConfig(policies=["ppo"])
+    with pytest.raises(ValueError, match="EvaluateConfig.start_days must have 1 or len"):
+        EvaluateConfig(seeds=[0, 1, 2], start_days=[1, 2])
+
+
+def test_hydra_app_runs_and_rejects_bad_values(tmp_path):
+    base = [sys.executable, "-m", "vpprl.training.evaluate", f"hydra.run.dir={tmp_path}"]
+    ok = subprocess.run(base + ["num_homes=5", "seeds=[0]", "episode_hours=4", "plots=false",
+                                "policies=[no_control,rule_based]"], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert (tmp_path / "kpis.md").exists()
+    bad = subprocess.run(base + ["num_homes=many"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "num_homes" in bad.stderr
+    typo = subprocess.run(base + ["num_hoems=5"], capture_output=True, text=True, timeout=300)
+    assert typo.returncode != 0 and "num_hoems" in typo.stderr

@@ -1,0 +1,80 @@
+"""``vpprl-evaluate``: every policy on the same scenarios and seeds -> KPI table (markdown + CSV) and
+dispatch plots in Hydra's run directory (optionally to TensorBoard too).
+
+    vpprl-evaluate                                   # default scenario, price arbitrage, 100 homes, 3 seeds
+    vpprl-evaluate task=peak_shaving num_homes=50 'policies=[no_control,rule_based,oracle]'
+    vpprl-evaluate dataset=../shared/data/citylearn/citylearn_challenge_2022_phase_all_plus_evs dt_s=3600
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from .evaluation import EvaluateConfig, add_comparisons, make_env, make_policy, rollout, summarize, write_table
+from .plots import dispatch_figures
+
+ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
+
+
+def run(cfg: EvaluateConfig) -> tuple[str, list[dict]]:
+    """Evaluate and write the outputs under ``cfg.output_dir``; returns (markdown table, summary)."""
+    out = Path(cfg.output_dir)
+    env = make_env(cfg)
+    rows, first_traces = [], {}
+    for i, seed in enumerate(cfg.seeds):
+        day = None if cfg.start_days is None else cfg.start_days[min(i, len(cfg.start_days) - 1)]
+        for name in cfg.policies:
+            row, trace = rollout(env, make_policy(name, cfg), seed, day)
+            rows.append(row)
+            if i == 0:
+                first_traces[name] = trace
+            print(f"seed {seed} {name:26s} return {row['return']:12.2f}  ({row['wall_s']:.1f} s)", flush=True)
+    add_comparisons(rows)
+    summary = summarize(rows, list(cfg.policies))
+    source = cfg.dataset or "default scenario"
+    title = f"{cfg.task}, {env.n} homes, {cfg.episode_hours:g} h at {cfg.dt_s} s, {len(cfg.seeds)} seeds, {source}"
+    text = write_table(summary, rows, out, title)
+    if cfg.plots:
+        dispatch_figures(first_traces, out / "plots", cfg.task)
+    if cfg.tensorboard:
+        _to_tensorboard(out, summary, first_traces)
+    return text, summary
+
+
+def _to_tensorboard(out: Path, summary: list[dict], traces: dict) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from .plots import dispatch_figures as _figs  # noqa: F401 - figures are logged from the PNGs
+
+    import matplotlib.image as mpimg
+
+    writer = SummaryWriter(str(out / "tensorboard"))
+    for s in summary:
+        for key, value in s.items():
+            if isinstance(value, float) and value == value:
+                writer.add_scalar(f"eval/{s['policy']}/{key}", value, 0)
+    for png in sorted((out / "plots").glob("*.png")):
+        writer.add_image(f"plots/{png.stem}", mpimg.imread(png)[..., :3], 0, dataformats="HWC")
+    writer.close()
+
+
+@hydra.main(config_path="pkg://vpprl.configs", config_name="evaluate", version_base="1.3")
+def _main(cfg: DictConfig) -> None:
+    obj: EvaluateConfig = OmegaConf.to_object(cfg)  # runs the schema's validation
+    if obj.output_dir == ".":
+        obj.output_dir = hydra.core.hydra_config.HydraConfig.get().runtime.output_dir
+    text, _ = run(obj)
+    print(text)
+    print(f"outputs in {obj.output_dir}")
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()

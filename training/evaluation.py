@@ -1,0 +1,198 @@
+"""Run policies on the same scenarios and seeds; KPI rows, per-step traces, the comparison table.
+
+Savings are measured on the env's own objective (the episode return in $, which the oracle
+maximises): ``oracle_savings_captured = (R_policy - R_no_control) / (R_oracle - R_no_control)``.
+``citylearn_score`` is the CityLearn 2022 challenge score on the episode (1/3 cost + 1/3 emissions +
+1/6 ramping + 1/6 (1 - load factor), each divided by no control's; lower is better, no control = 1),
+so results sit beside the field's published figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..agents.oracle import Mpc, Oracle
+from ..agents.policy import NoControl, Policy
+from ..agents.rule_based import ChargeOnArrival, RuleBased
+from ..data.profiles import G
+from ..envs import VppEnv
+from ..envs.fleet import EV
+
+POLICIES = ("no_control", "rule_based", "rule_based_ev_on_arrival", "mpc", "oracle")
+TABLE_COLUMNS = ("return", "oracle_savings_captured", "energy_cost", "energy_cost_adjusted", "peak_kw",
+                 "load_factor", "ramping_kw", "emissions_kg", "discomfort_degh", "dhw_discomfort_degh",
+                 "ev_unmet_kwh", "battery_reserve_kwh_h", "site_limit_kwh", "citylearn_score", "wall_s")
+
+
+@dataclass
+class MpcConfig:
+    horizon_h: float = 24.0
+    replan_every_h: float = 1.0
+
+
+@dataclass
+class EvaluateConfig:
+    """What to evaluate. Validated when converted to this object (``OmegaConf.to_object``).
+
+    :param task: a task name or several joined by '+', e.g. ``price_arbitrage+peak_shaving``.
+    :param start_days: days of the year to evaluate (held-out days); None = a random day per seed.
+    :param dataset: a CityLearn-format dataset directory instead of the default scenario.
+    """
+
+    task: str = "price_arbitrage"
+    num_homes: int = 100
+    fleet_seed: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    start_days: list[int] | None = None
+    episode_hours: float = 24.0
+    dt_s: int = 900
+    dataset: str | None = None
+    policies: list[str] = field(default_factory=lambda: list(POLICIES))
+    mpc: MpcConfig = field(default_factory=MpcConfig)
+    plots: bool = True
+    tensorboard: bool = False
+    output_dir: str = "."
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.policies if p not in POLICIES]
+        if unknown:
+            raise ValueError(f"EvaluateConfig.policies: unknown {unknown}; choose from {list(POLICIES)}")
+        if not self.policies:
+            raise ValueError("EvaluateConfig.policies must name at least one policy")
+        if not 1 <= self.num_homes <= 1_000_000:
+            raise ValueError(f"EvaluateConfig.num_homes must be in [1, 1000000], got {self.num_homes}")
+        if not self.seeds:
+            raise ValueError("EvaluateConfig.seeds must list at least one seed")
+        if self.start_days is not None and len(self.start_days) not in (1, len(self.seeds)):
+            raise ValueError(f"EvaluateConfig.start_days must have 1 or len(seeds)={len(self.seeds)} entries")
+
+    def tasks(self) -> dict:
+        return {name.strip(): {} for name in self.task.split("+")}
+
+
+def make_policy(name: str, cfg: EvaluateConfig) -> Policy:
+    if name == "no_control":
+        return NoControl()
+    if name == "rule_based":
+        return RuleBased()
+    if name == "rule_based_ev_on_arrival":
+        return ChargeOnArrival()
+    if name == "mpc":
+        return Mpc(horizon_h=cfg.mpc.horizon_h, replan_every_h=cfg.mpc.replan_every_h)
+    if name == "oracle":
+        return Oracle()
+    raise ValueError(f"unknown policy {name!r}; choose from {list(POLICIES)}")
+
+
+def make_env(cfg: EvaluateConfig) -> VppEnv:
+    kwargs: dict[str, Any] = {"task": cfg.tasks(), "num_homes": cfg.num_homes, "seed": cfg.fleet_seed,
+                              "episode_hours": cfg.episode_hours, "dt_s": cfg.dt_s}
+    if cfg.dataset:
+        kwargs["dataset"] = cfg.dataset
+        if cfg.num_homes:
+            kwargs["citylearn_replicate"] = True
+    return VppEnv(**kwargs)
+
+
+def rollout(env: VppEnv, policy: Policy, seed: int, start_day: int | None) -> tuple[dict, dict]:
+    """One episode: (KPI row, per-step trace for plots). ``start_day`` None keeps the env's choice."""
+    env.config.start_day = start_day
+    obs, _ = env.reset(seed=seed)
+    t0 = time.perf_counter()
+    policy.reset(env)
+    f = env.fleet
+    trace: dict[str, list] = {k: [] for k in ("hour", "aggregate_kw", "baseline_kw", "price", "soc_p10", "soc_p50",
+                                               "soc_p90", "temp_p10", "temp_p50", "temp_p90", "ev_delivered_kwh",
+                                               "ev_required_kwh", "feeder_limit_kw", "event")}
+    ret, info, delivered, required = 0.0, {}, 0.0, 0.0
+    own_b, own_t = f.battery.owned, f.thermostat.owned
+    for _ in range(env.episode_steps):
+        hour = (f.seconds % 86400) / 3600.0 + 24.0 * ((f.seconds - f.start_s) // 86400)
+        price = float(f.grid[G["price_import"]])
+        obs, reward, _, _, info = env.step(policy.act(obs))
+        ret += reward * env.n
+        out = f.last_outcome
+        delivered += float(np.maximum(out.device_kw[EV], 0.0).sum()) * f.dt_h  # AC energy into EVs
+        required += out.ev_required_kwh_departed  # energy asked for by sessions that ended
+        soc = np.percentile(f.battery.soc[own_b], [10, 50, 90]) if own_b.any() else [np.nan] * 3
+        temp = np.percentile(f.thermostat.temp_c[own_t], [10, 50, 90]) if own_t.any() else [np.nan] * 3
+        for key, value in (("hour", hour), ("aggregate_kw", info["aggregate_kw"]),
+                           ("baseline_kw", info["default_aggregate_kw"]), ("price", price),
+                           ("soc_p10", soc[0]), ("soc_p50", soc[1]), ("soc_p90", soc[2]),
+                           ("temp_p10", temp[0]), ("temp_p50", temp[1]), ("temp_p90", temp[2]),
+                           ("ev_delivered_kwh", delivered), ("ev_required_kwh", required),
+                           ("feeder_limit_kw", info.get("feeder_limit_kw", np.nan)),
+                           ("event", info.get("dr_event_active", 0.0))):
+            trace[key].append(float(value))
+    row = {"policy": policy.name, "seed": seed, "start_day": start_day, "return": ret,
+           "wall_s": time.perf_counter() - t0, **info["kpis"]}
+    return row, {k: np.asarray(v) for k, v in trace.items()}
+
+
+def add_comparisons(rows: list[dict]) -> None:
+    """Add oracle savings share and the CityLearn-style score, per (seed, start_day) episode."""
+    episodes: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        episodes.setdefault((r["seed"], r["start_day"]), {})[r["policy"]] = r
+    for by_policy in episodes.values():
+        base = by_policy.get("no_control")
+        best = by_policy.get("oracle")
+        for r in by_policy.values():
+            r["oracle_savings_captured"] = float("nan")
+            r["citylearn_score"] = float("nan")
+            if base is None:
+                continue
+            if best is not None and abs(best["return"] - base["return"]) > 1e-9:
+                r["oracle_savings_captured"] = (r["return"] - base["return"]) / (best["return"] - base["return"])
+            parts = []
+            for key, weight in (("energy_cost_adjusted", 1 / 3), ("emissions_kg", 1 / 3), ("ramping_kw", 1 / 6)):
+                parts.append(weight * r[key] / base[key] if base[key] else np.nan)
+            lf_base = 1.0 - base["load_factor"]
+            parts.append((1 / 6) * (1.0 - r["load_factor"]) / lf_base if lf_base else np.nan)
+            r["citylearn_score"] = float(np.sum(parts))
+
+
+def summarize(rows: list[dict], policies: list[str]) -> list[dict]:
+    """Mean over episodes of each table column, per policy, in the requested order."""
+    out = []
+    for name in policies:
+        mine = [r for r in rows if r["policy"] == name]
+        if not mine:
+            continue
+        summary = {"policy": name, "episodes": len(mine)}
+        for col in TABLE_COLUMNS:
+            vals = [r.get(col, np.nan) for r in mine]
+            summary[col] = float(np.nanmean(vals)) if not all(np.isnan(vals)) else float("nan")
+        out.append(summary)
+    return out
+
+
+def write_table(summary: list[dict], rows: list[dict], out_dir: Path, title: str) -> str:
+    """Write kpis.csv (every episode), kpis_summary.csv and kpis.md; return the markdown."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "kpis.csv", "w", newline="") as fh:
+        keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("policy", "seed", "start_day"), k))
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(out_dir / "kpis_summary.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["policy", "episodes", *TABLE_COLUMNS])
+        writer.writeheader()
+        writer.writerows(summary)
+    lines = [f"# {title}", "", "| policy | " + " | ".join(TABLE_COLUMNS) + " |",
+             "|---|" + "---|" * len(TABLE_COLUMNS)]
+    for s in summary:
+        cells = []
+        for col in TABLE_COLUMNS:
+            v = s[col]
+            cells.append("n/a" if v != v else (f"{100 * v:.1f} %" if col == "oracle_savings_captured" else f"{v:,.3f}"))
+        lines.append(f"| {s['policy']} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    (out_dir / "kpis.md").write_text(text)
+    return text
