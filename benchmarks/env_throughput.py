@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _results import RESULTS_DIR, write_results  # noqa: E402
 
 CITYLEARN_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "citylearn" / \
     "citylearn_challenge_2022_phase_all_plus_evs"
@@ -103,7 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000, 100000])
     ap.add_argument("--seconds", type=float, default=5.0, help="measuring time per size")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "env_throughput.json"))
+    ap.add_argument("--out", default=str(RESULTS_DIR / "env_throughput.json"))
     ap.add_argument("--citylearn-python", default=None,
                     help="a Python interpreter with citylearn installed (default: this one, if it has citylearn)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -133,11 +135,7 @@ def main() -> None:
               f"{r['peak_rss_mb']:9.0f} {ratio:13,.0f}")
     if not city:
         print("(CityLearn not measured: pass --citylearn-python with an interpreter that has citylearn)")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    meta = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": " ".join(sys.argv)}
-    Path(args.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    print(f"wrote {args.out}")
+    write_results(args.out, rows)
 
 
 if __name__ == "__main__":

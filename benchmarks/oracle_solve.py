@@ -8,11 +8,12 @@ Prints a table and writes benchmarks/results/oracle_solve.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _results import RESULTS_DIR, write_results  # noqa: E402
 
 from vpprl.agents.oracle import Oracle
 from vpprl.envs import VppEnv
@@ -22,7 +23,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--homes", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--tasks", nargs="+", default=["price_arbitrage", "peak_shaving"])
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "oracle_solve.json"))
+    ap.add_argument("--out", default=str(RESULTS_DIR / "oracle_solve.json"))
     args = ap.parse_args()
     rows = []
     print(f"{'task':18s} {'homes':>6s} {'steps':>6s} {'LP vars':>10s} {'solve s':>8s} {'build+solve s':>14s}")
@@ -39,11 +40,7 @@ def main() -> None:
             rows.append(row)
             print(f"{task:18s} {n:6d} {env.episode_steps:6d} {row['lp_vars']:10,d} {row['solve_s']:8.2f} {total:14.2f}",
                   flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    meta = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": " ".join(sys.argv)}
-    Path(args.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    print(f"wrote {args.out}")
+    write_results(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ centralized observation for centralized critics. Spaces are cached: the same obj
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import gymnasium as gym
@@ -30,11 +29,9 @@ class VppParallelEnv(ParallelEnv):
         self.state_space = self.env.observation_space
         self.render_mode = None
 
-    @functools.lru_cache(maxsize=None)
     def observation_space(self, agent: str) -> gym.Space:
-        return self._obs_space
+        return self._obs_space  # the same object for every agent and call
 
-    @functools.lru_cache(maxsize=None)
     def action_space(self, agent: str) -> gym.Space:
         return self._act_space
 

@@ -21,7 +21,7 @@ from ..agents.oracle import Mpc, Oracle
 from ..agents.policy import NoControl, Policy
 from ..agents.rule_based import ChargeOnArrival, RuleBased
 from ..data.profiles import G
-from ..envs import VppEnv
+from ..envs import FleetConfig, Ownership, VppEnv
 from ..envs.fleet import EV
 
 POLICIES = ("no_control", "rule_based", "rule_based_ev_on_arrival", "mpc", "oracle")
@@ -43,6 +43,10 @@ class EvaluateConfig:
     :param task: a task name or several joined by '+', e.g. ``price_arbitrage+peak_shaving``.
     :param start_days: days of the year to evaluate (held-out days); None = a random day per seed.
     :param dataset: a CityLearn-format dataset directory instead of the default scenario.
+    :param citylearn_replicate: with a dataset, sample ``num_homes`` homes from its buildings; False (default)
+        evaluates one home per building, as published.
+    :param ownership: device-ownership probabilities (see ``FleetConfig.ownership``); e.g.
+        ``{thermostat: 0, water_heater: 0, flex_load: 0}`` for CityLearn 2022's controllable devices only.
     """
 
     task: str = "price_arbitrage"
@@ -53,6 +57,8 @@ class EvaluateConfig:
     episode_hours: float = 24.0
     dt_s: int = 900
     dataset: str | None = None
+    citylearn_replicate: bool = False
+    ownership: dict[str, float] | None = None
     policies: list[str] = field(default_factory=lambda: list(POLICIES))
     mpc: MpcConfig = field(default_factory=MpcConfig)
     plots: bool = True
@@ -91,12 +97,12 @@ def make_policy(name: str, cfg: EvaluateConfig) -> Policy:
 
 
 def make_env(cfg: EvaluateConfig) -> VppEnv:
-    kwargs: dict[str, Any] = {"task": cfg.tasks(), "num_homes": cfg.num_homes, "seed": cfg.fleet_seed,
-                              "episode_hours": cfg.episode_hours, "dt_s": cfg.dt_s}
+    fleet = FleetConfig(num_homes=cfg.num_homes, seed=cfg.fleet_seed,
+                        ownership=Ownership(**{**Ownership().__dict__, **(cfg.ownership or {})}))
+    kwargs: dict[str, Any] = {"task": cfg.tasks(), "fleet": fleet, "episode_hours": cfg.episode_hours,
+                              "dt_s": cfg.dt_s}
     if cfg.dataset:
-        kwargs["dataset"] = cfg.dataset
-        if cfg.num_homes:
-            kwargs["citylearn_replicate"] = True
+        kwargs.update(dataset=cfg.dataset, citylearn_replicate=cfg.citylearn_replicate)
     return VppEnv(**kwargs)
 
 
