@@ -41,10 +41,13 @@ def test_config_validation():
 def test_hydra_app_runs_and_rejects_bad_values(tmp_path):
     base = [sys.executable, "-m", "vpprl.training.evaluate", f"hydra.run.dir={tmp_path}"]
     ok = subprocess.run(base + ["num_homes=5", "seeds=[0]", "episode_hours=4", "plots=false",
-                                "policies=[no_control,rule_based]"], capture_output=True, text=True, timeout=300)
+                                "policies=[no_control,rule_based]", "ownership.thermostat=0", "ownership.ev=1"],
+                        capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert (tmp_path / "kpis.md").exists()
     bad = subprocess.run(base + ["num_homes=many"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "num_homes" in bad.stderr
     typo = subprocess.run(base + ["num_hoems=5"], capture_output=True, text=True, timeout=300)
     assert typo.returncode != 0 and "num_hoems" in typo.stderr
+    out_of_range = subprocess.run(base + ["ownership.ev=2"], capture_output=True, text=True, timeout=300)
+    assert out_of_range.returncode != 0 and "FleetConfig.ownership.ev must be in [0, 1]" in out_of_range.stderr

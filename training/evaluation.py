@@ -45,8 +45,9 @@ class EvaluateConfig:
     :param dataset: a CityLearn-format dataset directory instead of the default scenario.
     :param citylearn_replicate: with a dataset, sample ``num_homes`` homes from its buildings; False (default)
         evaluates one home per building, as published.
-    :param ownership: device-ownership probabilities (see ``FleetConfig.ownership``); e.g.
-        ``{thermostat: 0, water_heater: 0, flex_load: 0}`` for CityLearn 2022's controllable devices only.
+    :param ownership: device-ownership probabilities (validated by ``FleetConfig``); e.g.
+        ``ownership.thermostat=0 ownership.water_heater=0 ownership.flex_load=0`` for CityLearn 2022's
+        controllable devices only.
     """
 
     task: str = "price_arbitrage"
@@ -58,7 +59,7 @@ class EvaluateConfig:
     dt_s: int = 900
     dataset: str | None = None
     citylearn_replicate: bool = False
-    ownership: dict[str, float] | None = None
+    ownership: Ownership = field(default_factory=Ownership)
     policies: list[str] = field(default_factory=lambda: list(POLICIES))
     mpc: MpcConfig = field(default_factory=MpcConfig)
     plots: bool = True
@@ -97,8 +98,7 @@ def make_policy(name: str, cfg: EvaluateConfig) -> Policy:
 
 
 def make_env(cfg: EvaluateConfig) -> VppEnv:
-    fleet = FleetConfig(num_homes=cfg.num_homes, seed=cfg.fleet_seed,
-                        ownership=Ownership(**{**Ownership().__dict__, **(cfg.ownership or {})}))
+    fleet = FleetConfig(num_homes=cfg.num_homes, seed=cfg.fleet_seed, ownership=cfg.ownership)
     kwargs: dict[str, Any] = {"task": cfg.tasks(), "fleet": fleet, "episode_hours": cfg.episode_hours,
                               "dt_s": cfg.dt_s}
     if cfg.dataset:
