@@ -51,3 +51,16 @@ def test_hydra_app_runs_and_rejects_bad_values(tmp_path):
     assert typo.returncode != 0 and "num_hoems" in typo.stderr
     out_of_range = subprocess.run(base + ["ownership.ev=2"], capture_output=True, text=True, timeout=300)
     assert out_of_range.returncode != 0 and "FleetConfig.ownership.ev must be in [0, 1]" in out_of_range.stderr
+
+
+def test_tensorboard_gets_kpis_and_figures(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = EvaluateConfig(num_homes=5, seeds=[0], episode_hours=4.0, output_dir=str(tmp_path), tensorboard=True,
+                         policies=["no_control", "rule_based"])
+    run(cfg)
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    tags = acc.Tags()
+    assert "eval/rule_based/energy_cost" in tags["scalars"]
+    assert "plots/aggregate_load" in tags["images"]

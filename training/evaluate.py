@@ -46,11 +46,8 @@ def run(cfg: EvaluateConfig) -> tuple[str, list[dict]]:
 
 
 def _to_tensorboard(out: Path, summary: list[dict], traces: dict) -> None:
-    from torch.utils.tensorboard import SummaryWriter
-
-    from .plots import dispatch_figures as _figs  # noqa: F401 - figures are logged from the PNGs
-
     import matplotlib.image as mpimg
+    from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out / "tensorboard"))
     for s in summary:
