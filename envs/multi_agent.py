@@ -21,13 +21,15 @@ from .vpp_env import VppEnv
 
 class VppMultiAgentEnv(MultiAgentEnv):
     """Accepts the same arguments as :class:`VppEnv` (a ScenarioConfig or keyword shortcuts),
-    or an RLlib ``EnvContext``/dict of them as its only positional argument."""
+    or an RLlib ``EnvContext``/dict of them as its only positional argument. ``shield``: a
+    ``vpprl.deployment.Shield`` every action passes through (the same object the dispatch loop runs)."""
 
     def __init__(self, config: Any = None, **kwargs: Any) -> None:
         super().__init__()
         if isinstance(config, dict):  # RLlib passes env_config as a dict-like EnvContext
             kwargs = {**dict(config), **kwargs}
             config = kwargs.pop("config", None)
+        self.shield = kwargs.pop("shield", None)
         self.env = VppEnv(config, **kwargs)
         n = self.env.n
         self.possible_agents = [f"home_{i}" for i in range(n)]
@@ -50,7 +52,7 @@ class VppMultiAgentEnv(MultiAgentEnv):
         action = np.zeros((self.env.n, NUM_DEVICE_CLASSES))
         for aid, a in action_dict.items():  # agents missing from the dict keep their devices' default
             action[self._index[aid]] = a
-        reward, truncated, info = self.env.advance(self.env.fleet.setpoints_from_action(action))
+        reward, truncated, info = self.env.advance_action(action, self.shield)
         obs = dict(zip(self.agents, self.env.agent_observations()))
         rewards = dict(zip(self.agents, reward.tolist()))
         terminateds = {"__all__": False}

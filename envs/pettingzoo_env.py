@@ -19,7 +19,9 @@ from .vpp_env import VppEnv
 class VppParallelEnv(ParallelEnv):
     metadata = {"name": "vpprl_fleet_v0", "render_modes": []}
 
-    def __init__(self, config: Any = None, **kwargs: Any) -> None:
+    def __init__(self, config: Any = None, shield: Any = None, **kwargs: Any) -> None:
+        """``shield``: a ``vpprl.deployment.Shield`` every action passes through."""
+        self.shield = shield
         self.env = VppEnv(config, **kwargs)
         self.possible_agents = [f"home_{i}" for i in range(self.env.n)]
         self.agents: list[str] = []
@@ -45,7 +47,7 @@ class VppParallelEnv(ParallelEnv):
         index = {a: i for i, a in enumerate(self.possible_agents)}
         for aid, a in actions.items():
             action[index[aid]] = a
-        reward, truncated, info = self.env.advance(self.env.fleet.setpoints_from_action(action))
+        reward, truncated, info = self.env.advance_action(action, self.shield)
         agents = self.agents
         obs = dict(zip(agents, self.env.agent_observations()))
         rewards = dict(zip(agents, reward.tolist()))

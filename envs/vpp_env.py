@@ -119,6 +119,17 @@ class VppEnv(gym.Env):
         reward_home, truncated, info = self.advance(setpoints_kw)
         return self._observe(), float(reward_home.mean(dtype=np.float64)), False, truncated, info
 
+    def advance_action(self, action: np.ndarray, shield: Any = None) -> tuple[np.ndarray, bool, dict]:
+        """``advance`` from a home-major action, through ``shield`` (anything with
+        ``project(fleet, setpoints) -> result``, e.g. ``vpprl.deployment.Shield``) when given."""
+        setpoints = self.fleet.setpoints_from_action(action)
+        if shield is None:
+            return self.advance(setpoints)
+        result = shield.project(self.fleet, setpoints)
+        reward, truncated, info = self.advance(result.setpoints_kw)
+        info["shield"] = result.summary()
+        return reward, truncated, info
+
     def advance(self, setpoints_kw: np.ndarray) -> tuple[np.ndarray, bool, dict]:
         """Simulate one step without building an observation: (per-home reward, truncated, info).
         Shared by the centralized, multi-agent and PettingZoo views."""
