@@ -33,7 +33,8 @@ def ev_sessions(rng: np.random.Generator, n_profiles: int, n_days: int, steps_pe
 
     One overnight session per plugged-in day: arrival in the evening, departure next morning.
     Energy needed grows with the days since the last plug-in, so skipped days are caught up.
-    Returns (n_profiles, n_days * steps_per_day, 5) float32.
+    The year is cyclic (homes read profiles with wrap-around): the last evening's session continues
+    into the first morning. Returns (n_profiles, n_days * steps_per_day, 5) float32.
     """
     dt_h = 24.0 / steps_per_day
     t = n_days * steps_per_day
@@ -58,14 +59,14 @@ def ev_sessions(rng: np.random.Generator, n_profiles: int, n_days: int, steps_pe
         a_step = np.ceil(arrive[p] / dt_h).astype(int) + np.arange(n_days) * steps_per_day
         d_step = np.floor(depart[p] / dt_h).astype(int) + (np.arange(n_days) + 1) * steps_per_day
         for d in np.flatnonzero(plugged[p]):
-            lo, hi = a_step[d], min(d_step[d], t)
-            if hi <= lo:
+            if d_step[d] <= a_step[d]:
                 continue
-            out[p, lo:hi, 0] = 1.0
-            out[p, lo:hi, 1] = (d_step[d] - np.arange(lo, hi)) * dt_h
-            out[p, lo:hi, 2] = cap[p]
-            out[p, lo:hi, 3] = arrival_soc[p, d]
-            out[p, lo:hi, 4] = stats.target_soc
+            rows = np.arange(a_step[d], d_step[d])
+            out[p, rows % t, 0] = 1.0
+            out[p, rows % t, 1] = (d_step[d] - rows) * dt_h
+            out[p, rows % t, 2] = cap[p]
+            out[p, rows % t, 3] = arrival_soc[p, d]
+            out[p, rows % t, 4] = stats.target_soc
     return out
 
 

@@ -126,3 +126,13 @@ class TestGenerators:
         need = (ev[:, :, 4] - ev[:, :, 3]) * ev[:, :, 2]
         assert need.max() > 8.1 * 2  # more than one median day's driving when a day was skipped
         assert np.all(ev[:, :, 3][ev[:, :, 0] > 0] >= 0)
+
+
+def test_ev_sessions_wrap_around_the_year():
+    ev = synthetic.ev_sessions(np.random.default_rng(0), 30, 7, 24, synthetic.EvSessionStats(plug_in_probability=1.0))
+    conn = ev[:, :, 0] > 0.5
+    # every session ends exactly when its hours-to-departure runs out, also across the wrap
+    nxt = np.roll(conn, -1, axis=1)
+    last = conn & ~nxt
+    np.testing.assert_allclose(ev[:, :, 1][last], 1.0)
+    assert conn[:, 0].all()  # the last evening's sessions continue into the first morning
