@@ -11,8 +11,8 @@ For the next step it computes, per device, a *safe interval* inside the physical
     PV, flex load the physical limits
 then clips each setpoint into its interval (non-finite setpoints become the device default first).
 Site import/export limits and an optional feeder limit are then met by the minimal-norm change:
-``p = clip(x - mu, lo, hi)``, with one mu per violating home (service limits) and one for the fleet
-(feeder), found by bisection; only flexible headroom inside the safe intervals is used, so safety
+``p = clip(x - mu, lo, hi)``, with one mu per violating home (service limits, solved exactly from the
+sorted breakpoints) and one for the fleet (feeder, safeguarded Newton steps); only flexible headroom inside the safe intervals is used, so safety
 always wins over a limit that cannot be met. A setpoint that already satisfies all of this is
 returned unchanged. The shield reads the fleet's state and never mutates it, so the same object runs
 in training (``ShieldWrapper``) and in the dispatch loop.
@@ -39,7 +39,7 @@ class ShieldConfig:
     feeder_limit_kw: float | None = None
     ev_margin_h: float = 0.0
     comfort_margin_c: float = 0.0
-    bisection_iterations: int = 40
+    bisection_iterations: int = 60  # cap on safeguarded Newton/bisection steps (a few are typical)
 
     def __post_init__(self) -> None:
         if self.feeder_limit_kw is not None and self.feeder_limit_kw <= 0:
@@ -145,7 +145,7 @@ class Shield:
                                       (net < -exp - TOLERANCE_KW, -exp - base, False)):
             idx = np.flatnonzero(over)
             if len(idx):
-                p[:, idx] = self._shift_to_total(p[:, idx], lo[:, idx], hi[:, idx], target[idx], at_most)
+                p[:, idx] = self._exact_shift_per_home(p[:, idx], lo[:, idx], hi[:, idx], target[idx])
         return p
 
     def _feeder_limit(self, fleet: Fleet, p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -157,19 +157,55 @@ class Shield:
         return self._shift_to_total(p.reshape(-1, 1), lo.reshape(-1, 1), hi.reshape(-1, 1), target,
                                     True).reshape(p.shape)
 
+    @staticmethod
+    def _exact_shift_per_home(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Exact clip(x - mu, lo, hi) with column sums equal to target (clipped to what the box allows),
+        for few rows (devices) and many columns (homes): the sum is piecewise linear in mu with
+        breakpoints x - hi and x - lo; evaluate it at every sorted breakpoint and interpolate inside
+        the bracketing segment. No iteration."""
+        target = np.clip(target, lo.sum(axis=0), hi.sum(axis=0))
+        bps = np.sort(np.concatenate([x - hi, x - lo]), axis=0)  # (2D, K)
+        sums = np.zeros_like(bps)  # (2D, K): the sum at each breakpoint, non-increasing down the rows
+        for d in range(x.shape[0]):  # few devices: add rows instead of reducing a short middle axis
+            sums += np.clip(x[d] - bps, lo[d], hi[d])
+        m = np.clip((sums > target).sum(axis=0), 1, len(bps) - 1)  # first breakpoint with sum <= target
+        cols = np.arange(x.shape[1])
+        b0, b1 = bps[m - 1, cols], bps[m, cols]
+        s0, s1 = sums[m - 1, cols], sums[m, cols]
+        frac = np.where(s0 > s1, (s0 - target) / np.where(s0 > s1, s0 - s1, 1.0), 0.0)
+        mu = np.where(target >= sums[0], bps[0], b0 + np.clip(frac, 0.0, 1.0) * (b1 - b0))
+        return np.clip(x - mu, lo, hi)
+
     def _shift_to_total(self, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray,
                         at_most: bool) -> np.ndarray:
         """Per column k: the point closest to x[:, k] in the box [lo, hi] whose sum is target[k] (or as
-        close as the box allows): clip(x - mu, lo, hi), mu found by bisection, ending on the side where
-        the sum is <= target (``at_most``) or >= target."""
+        close as the box allows): clip(x - mu, lo, hi). The sum is piecewise linear and non-increasing
+        in mu, with slope -(number of entries strictly inside their bounds), so Newton steps land on
+        the root in a few iterations; a bisection bracket keeps every step safe. The result ends on the
+        side where the sum is <= target (``at_most``) or >= target, within TOLERANCE_KW."""
         lo_sum, hi_sum = lo.sum(axis=0), hi.sum(axis=0)
         target = np.clip(target, lo_sum, hi_sum)
+        at_corner = (target <= lo_sum + 0.1 * TOLERANCE_KW) | (target >= hi_sum - 0.1 * TOLERANCE_KW)
+        if at_corner.all():  # the limit takes every device to the end of its safe interval
+            return np.where(target <= lo_sum + 0.1 * TOLERANCE_KW, lo, hi)
         span = np.maximum(np.abs(x - lo).max(axis=0), np.abs(x - hi).max(axis=0)) + 1.0
-        mu_lo, mu_hi = -span, span  # sum(clip(x - mu)) is non-increasing in mu
+        mu_lo, mu_hi = -span, span
+        mu = np.zeros_like(target)
         for _ in range(self.config.bisection_iterations):
-            mu = 0.5 * (mu_lo + mu_hi)
-            s = np.clip(x - mu, lo, hi).sum(axis=0)
-            too_high = s > target
-            mu_lo = np.where(too_high, mu, mu_lo)
-            mu_hi = np.where(too_high, mu_hi, mu)
-        return np.clip(x - (mu_hi if at_most else mu_lo), lo, hi)
+            y = x - mu
+            excess = np.clip(y, lo, hi).sum(axis=0) - target
+            if np.all(np.abs(excess) <= 0.1 * TOLERANCE_KW):
+                break
+            mu_lo = np.where(excess > 0, mu, mu_lo)
+            mu_hi = np.where(excess > 0, mu_hi, mu)
+            slope = ((y > lo) & (y < hi)).sum(axis=0)
+            newton = mu + excess / np.maximum(slope, 1)
+            inside = (newton > mu_lo) & (newton < mu_hi) & (slope > 0)
+            mu = np.where(inside, newton, 0.5 * (mu_lo + mu_hi))
+        p = np.clip(x - mu, lo, hi)
+        excess = p.sum(axis=0) - target
+        wrong_side = excess > TOLERANCE_KW if at_most else excess < -TOLERANCE_KW
+        if wrong_side.any():  # not converged for some columns: take the safe end of the bracket
+            safe_mu = mu_hi if at_most else mu_lo
+            p[:, wrong_side] = np.clip(x[:, wrong_side] - safe_mu[wrong_side], lo[:, wrong_side], hi[:, wrong_side])
+        return p

@@ -161,3 +161,15 @@ def test_multi_agent_views_take_the_same_shield():
     obs, _ = ma.reset(seed=0)
     _, _, _, _, info = ma.step({a: np.full(6, 1e9, np.float32) for a in obs})
     assert ma.shield is shield and "shield/battery/interventions" in info["__common__"]["shield"]
+
+
+def test_exact_per_home_shift_matches_bisection():
+    rng = np.random.default_rng(0)
+    lo = -rng.uniform(0, 5, (6, 500))
+    hi = rng.uniform(0, 5, (6, 500))
+    x = rng.uniform(-8, 8, (6, 500))
+    target = rng.uniform(lo.sum(0) - 1, hi.sum(0) + 1)
+    exact = Shield._exact_shift_per_home(x, lo, hi, target)
+    np.testing.assert_allclose(exact.sum(0), np.clip(target, lo.sum(0), hi.sum(0)), atol=1e-9)
+    reference = Shield(ShieldConfig(bisection_iterations=200))._shift_to_total(x, lo, hi, target, True)
+    np.testing.assert_allclose(exact, reference, atol=1e-4)
