@@ -120,16 +120,23 @@ class Shield:
             hi[j] = np.where(owned, np.maximum(new_hi, new_lo), hi[j])
         return lo, hi, unreachable
 
-    def project(self, fleet: Fleet, setpoints_kw: np.ndarray) -> ShieldResult:
-        """Safe setpoints for the fleet's current step; ``setpoints_kw`` is device-major (D, N)."""
+    def project(self, fleet: Fleet, setpoints_kw: np.ndarray,
+                bounds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                import_margin_kw: np.ndarray | float = 0.0,
+                export_margin_kw: np.ndarray | float = 0.0) -> ShieldResult:
+        """Safe setpoints for the fleet's current step; ``setpoints_kw`` is device-major (D, N).
+        ``bounds``: (lo, hi, unreachable) to use instead of :meth:`safe_bounds` (e.g. bounds valid for a
+        whole interval of believed states under telemetry faults). ``import_margin_kw`` /
+        ``export_margin_kw``: per-home headroom to keep inside the service limits (e.g. for devices that
+        may fall back to their own control if a command is lost)."""
         req = np.asarray(setpoints_kw, dtype=np.float64)
         if req.shape != (NUM_DEVICE_CLASSES, fleet.n):
             raise ValueError(f"setpoints_kw must have shape (D, N) = ({NUM_DEVICE_CLASSES}, {fleet.n}), got {req.shape}")
-        lo, hi, unreachable = self.safe_bounds(fleet)
+        lo, hi, unreachable = self.safe_bounds(fleet) if bounds is None else bounds
         nonfinite = ~np.isfinite(req)
         x = np.where(nonfinite, fleet.action_ranges()[1], req) if nonfinite.any() else req
         safe = np.clip(x, lo, hi)
-        safe = self._site_limits(fleet, safe, lo, hi)
+        safe = self._site_limits(fleet, safe, lo, hi, import_margin_kw, export_margin_kw)
         if self.config.feeder_limit_kw is not None:
             safe = self._feeder_limit(fleet, safe, lo, hi)
         moved = np.abs(safe - np.where(nonfinite, 0.0, req))
@@ -137,10 +144,13 @@ class Shield:
         return ShieldResult(safe, moved, (moved > TOLERANCE_KW) | nonfinite, nonfinite, unreachable)
 
     # ----- coupling limits --------------------------------------------------------------------
-    def _site_limits(self, fleet: Fleet, p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    def _site_limits(self, fleet: Fleet, p: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                     import_margin_kw: np.ndarray | float = 0.0,
+                     export_margin_kw: np.ndarray | float = 0.0) -> np.ndarray:
         base = fleet.base_load_kw.astype(np.float64)
         net = base + p.sum(axis=0)
-        imp, exp = fleet.layout.site_import_limit_kw, fleet.layout.site_export_limit_kw
+        imp = fleet.layout.site_import_limit_kw - import_margin_kw
+        exp = fleet.layout.site_export_limit_kw - export_margin_kw
         for over, target, at_most in ((net > imp + TOLERANCE_KW, imp - base, True),
                                       (net < -exp - TOLERANCE_KW, -exp - base, False)):
             idx = np.flatnonzero(over)

@@ -48,6 +48,7 @@ class WaterHeater(ThermalDevice):
         self._inv_volume = 1.0 / p.volume_l
         self.temp_c = p.setpoint_c.copy()
         self.free_temp_c = self.temp_c.copy()
+        self.last_draw_l = np.zeros_like(self.temp_c)
         self.p_min = self.p_lo = np.zeros_like(self.temp_c)
         self._comfort_low_c, self._comfort_high_c = p.comfort_low_c, p.comfort_high_c
 
@@ -58,6 +59,7 @@ class WaterHeater(ThermalDevice):
     def update(self, draw_l: np.ndarray) -> None:
         """Apply this step's draw and standby loss to get the element-off end-of-step temperature."""
         p = self.params
+        self.last_draw_l = draw_l
         frac = np.minimum(draw_l * self._inv_volume, 1.0)
         t1 = self.temp_c - frac * (self.temp_c - p.inlet_c)
         self.free_temp_c = t1 - self._loss_factor * (t1 - p.ambient_c)

@@ -1,0 +1,80 @@
+"""Communication faults: the shield stays safe on stale, lost and forged telemetry; dropped commands
+fall back to local control; late commands are safe only with an expiry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vpprl.deployment import CommFaultWrapper, DeviceFaults, FaultConfig, TelemetryEstimator
+from vpprl.envs import FleetConfig, VppEnv
+from vpprl.envs.fleet_config import Ownership
+
+DEVICES = ("battery", "ev", "thermostat", "water_heater")
+HARD = ("battery_reserve_kwh_h", "ev_unmet_kwh", "site_limit_kwh", "power_limit_kwh")
+
+
+def run(faults: dict, seed: int = 0, n: int = 40) -> dict:
+    own = Ownership(0.6, 0.6, 0.6, 0.6, 0.8, 0.0)
+    env = CommFaultWrapper(VppEnv(task="price_arbitrage", fleet=FleetConfig(num_homes=n, seed=seed, ownership=own)),
+                           FaultConfig(devices=faults), seed=seed)
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    info = {}
+    for _ in range(env.unwrapped.episode_steps):
+        _, _, _, _, info = env.step(rng.normal(0, 2, env.action_space.shape))
+    return info
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_safe_under_lost_late_and_forged_telemetry(seed):
+    faults = {d: DeviceFaults(telemetry_drop=0.5, telemetry_delay_steps=2, spoof=0.1) for d in DEVICES}
+    info = run(faults, seed)
+    for key in HARD:
+        assert info["kpis"][key] < 1e-2, key
+    stats = info["comm_faults"]
+    assert stats["telemetry_lost"] > 0 and stats["telemetry_rejected"] > 0
+    assert stats["released_to_local_control"] > 0  # old telemetry hands devices back to their own control
+
+
+def test_no_faults_rejects_nothing():
+    info = run({})
+    assert info["comm_faults"]["telemetry_rejected"] == 0 and info["comm_faults"]["released_to_local_control"] == 0
+
+
+def test_dropped_commands_fall_back_to_local_control_and_expiry_makes_late_commands_safe():
+    lossy = run({d: DeviceFaults(command_drop=0.3) for d in DEVICES})
+    assert lossy["comm_faults"]["commands_lost"] > 0
+    for key in HARD:
+        assert lossy["kpis"][key] < 1e-2, key
+    late = run({d: DeviceFaults(command_delay_steps=2) for d in DEVICES})
+    assert sum(late["kpis"][k] for k in HARD) > 1.0  # stale commands applied late can be unsafe ...
+    expiring = run({d: DeviceFaults(command_delay_steps=2, command_ttl_steps=0) for d in DEVICES})
+    assert expiring["comm_faults"]["commands_expired"] > 0
+    for key in HARD:  # ... an expiry makes the device ignore them and keep its own control
+        assert expiring["kpis"][key] < 1e-2, key
+
+
+def test_estimator_rejects_impossible_readings_and_widens_with_age():
+    env = VppEnv(task="price_arbitrage", num_homes=20, seed=0)
+    env.reset(seed=0)
+    fleet = env.fleet
+    est = TelemetryEstimator(fleet, "battery")
+    truth = fleet.battery.energy_kwh.astype(float)
+    all_received = np.ones(20, bool)
+    est.tick()
+    est.update(fleet, truth + 1000.0, all_received, 0)  # out of range
+    assert est.rejected == 20 and np.all(est.age == 1)
+    lo, hi = est.interval(fleet)
+    assert np.all(lo <= truth) and np.all(hi >= truth) and np.any(hi - lo > 0)
+    est.update(fleet, truth, all_received, 2)  # older than what we know: ignored, not rejected
+    assert est.rejected == 20 and np.all(est.age == 1)
+    est.update(fleet, truth, all_received, 0)
+    assert np.all(est.age == 0)
+
+
+def test_fault_config_is_validated():
+    with pytest.raises(ValueError, match=r"DeviceFaults.telemetry_drop must be a probability in \[0, 1\]"):
+        DeviceFaults(telemetry_drop=1.5)
+    with pytest.raises(ValueError, match="FaultConfig.devices: unknown device classes"):
+        FaultConfig(devices={"toaster": DeviceFaults()})
