@@ -14,27 +14,32 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from ..agents.policy import Policy
 from .evaluation import EvaluateConfig, add_comparisons, make_env, make_policy, rollout, summarize, write_table
 from .plots import dispatch_figures
 
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
 
 
-def run(cfg: EvaluateConfig) -> tuple[str, list[dict]]:
-    """Evaluate and write the outputs under ``cfg.output_dir``; returns (markdown table, summary)."""
+def run(cfg: EvaluateConfig, extra: dict[str, Policy] | None = None) -> tuple[str, list[dict]]:
+    """Evaluate ``cfg.policies`` plus ``extra`` (name -> policy, e.g. a trained one) and write the outputs
+    under ``cfg.output_dir``; returns (markdown table, summary)."""
     out = Path(cfg.output_dir)
     env = make_env(cfg)
     rows, first_traces = [], {}
+    names = list(cfg.policies) + list(extra or {})
     for i, seed in enumerate(cfg.seeds):
         day = None if cfg.start_days is None else cfg.start_days[min(i, len(cfg.start_days) - 1)]
-        for name in cfg.policies:
-            row, trace = rollout(env, make_policy(name, cfg), seed, day)
+        for name in names:
+            policy = extra[name] if extra and name in extra else make_policy(name, cfg)
+            row, trace = rollout(env, policy, seed, day)
+            row["policy"] = name
             rows.append(row)
             if i == 0:
                 first_traces[name] = trace
             print(f"seed {seed} {name:26s} return {row['return']:12.2f}  ({row['wall_s']:.1f} s)", flush=True)
     add_comparisons(rows)
-    summary = summarize(rows, list(cfg.policies))
+    summary = summarize(rows, names)
     source = cfg.dataset or "default scenario"
     title = f"{cfg.task}, {env.n} homes, {cfg.episode_hours:g} h at {cfg.dt_s} s, {len(cfg.seeds)} seeds, {source}"
     text = write_table(summary, rows, out, title)

@@ -60,6 +60,7 @@ class EvaluateConfig:
     dataset: str | None = None
     citylearn_replicate: bool = False
     ownership: Ownership = field(default_factory=Ownership)
+    fleet: FleetConfig | None = None  # a complete fleet (overrides num_homes, fleet_seed, ownership)
     policies: list[str] = field(default_factory=lambda: list(POLICIES))
     mpc: MpcConfig = field(default_factory=MpcConfig)
     plots: bool = True
@@ -98,7 +99,7 @@ def make_policy(name: str, cfg: EvaluateConfig) -> Policy:
 
 
 def make_env(cfg: EvaluateConfig) -> VppEnv:
-    fleet = FleetConfig(num_homes=cfg.num_homes, seed=cfg.fleet_seed, ownership=cfg.ownership)
+    fleet = cfg.fleet or FleetConfig(num_homes=cfg.num_homes, seed=cfg.fleet_seed, ownership=cfg.ownership)
     kwargs: dict[str, Any] = {"task": cfg.tasks(), "fleet": fleet, "episode_hours": cfg.episode_hours,
                               "dt_s": cfg.dt_s}
     if cfg.dataset:

@@ -1,0 +1,119 @@
+"""vpprl-train: real (short) RLlib and SB3 training, checkpoints that load and act, resume, TensorBoard,
+config validation and launcher composition. Training tests are marked slow (CI still runs them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf, open_dict
+
+from vpprl.envs import FleetConfig, VppEnv
+from vpprl.training.config import AgentConfig, TrainConfig
+
+
+def tiny(tmp_path, agent: str, **kw) -> TrainConfig:
+    agent_cfg = AgentConfig(name=agent, train_batch_size=96 if agent != "sb3_sac" else 48, minibatch_size=32,
+                            num_epochs=2, hidden=[32, 32])
+    return TrainConfig(fleet=FleetConfig(num_homes=4, seed=0), episode_hours=6.0, agent=agent_cfg, iterations=2,
+                       log_every=2, eval_policies=["no_control", "rule_based"], eval_seeds=[0], eval_start_days=[110],
+                       output_dir=str(tmp_path), **kw)
+
+
+def tb_scalars(path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(path))
+    acc.Reload()
+    return set(acc.Tags()["scalars"])
+
+
+@pytest.mark.slow
+def test_rllib_multi_agent_ppo_trains_checkpoints_transfers_and_resumes(tmp_path):
+    from vpprl.training.rllib_adapter import RllibPolicy
+    from vpprl.training.train import train
+
+    result = train(tiny(tmp_path / "run", "rllib_ppo"))
+    by = {s["policy"]: s for s in result["summary"]}
+    assert set(by) == {"no_control", "rule_based", "rllib_ppo"} and np.isfinite(by["rllib_ppo"]["return"])
+    tags = tb_scalars(tmp_path / "run" / "tensorboard")
+    assert {"charts/episode_return", "perf/home_steps_per_s", "kpis/energy_cost", "kpis/ev_unmet_kwh"} <= tags
+    assert (tmp_path / "run" / "evaluation" / "kpis.md").exists()
+    # the shared per-home policy acts unchanged on a fleet 10x larger
+    policy = RllibPolicy(checkpoint=result["checkpoint"])
+    big = VppEnv(task="price_arbitrage", num_homes=40, seed=1)
+    obs, _ = big.reset(seed=0)
+    policy.reset(big)
+    action = policy.act(obs)
+    assert action.shape == big.action_space.shape and np.all(np.abs(action) <= 1.0)
+    big.step(action)
+    # resuming from the checkpoint continues training
+    resumed = train(tiny(tmp_path / "resumed", "rllib_ppo", resume_from=result["checkpoint"], evaluate=False,
+                         tensorboard=False))
+    assert resumed["checkpoint"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", ["sb3_ppo", "sb3_sac"])
+def test_sb3_baselines_train_and_checkpoint_loads(tmp_path, agent):
+    from vpprl.training.sb3_adapter import Sb3Policy
+    from vpprl.training.train import train
+
+    result = train(tiny(tmp_path, agent, tensorboard=False))
+    assert any(s["policy"] == agent for s in result["summary"])
+    policy = Sb3Policy(checkpoint=result["checkpoint"], algorithm=agent)
+    env = VppEnv(task="price_arbitrage", fleet=FleetConfig(num_homes=4, seed=0), episode_hours=6.0)
+    obs, _ = env.reset(seed=3)
+    policy.reset(env)
+    assert policy.act(obs).shape == env.action_space.shape
+
+
+def test_train_config_validation():
+    with pytest.raises(ValueError, match=r"AgentConfig.name must be one of"):
+        AgentConfig(name="dqn")
+    with pytest.raises(ValueError, match=r"AgentConfig.lr must be in"):
+        AgentConfig(lr=5.0)
+    with pytest.raises(ValueError, match=r"TrainConfig.eval_policies: unknown"):
+        TrainConfig(eval_policies=["magic"])
+
+
+@pytest.mark.parametrize("overrides", [
+    [], ["agent=sb3_ppo", "task=peak_shaving"], ["fleet=citylearn_2022", "shield=off"],
+    ["task=frequency_regulation", "agent.lr=1e-4"], ["hydra/launcher=joblib"], ["hydra/launcher=submitit_slurm"],
+])
+def test_config_groups_compose_and_validate(overrides):
+    from hydra import compose, initialize_config_module
+
+    import vpprl.training.train  # noqa: F401 - registers the schema
+
+    with initialize_config_module(config_module="vpprl.configs", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    launcher = OmegaConf.select(cfg, "hydra.launcher._target_") or ""
+    if "hydra/launcher=joblib" in overrides:
+        assert "Joblib" in launcher
+    if "hydra/launcher=submitit_slurm" in overrides:
+        assert "Slurm" in launcher
+    with open_dict(cfg):
+        del cfg["hydra"]
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, TrainConfig)
+    if "fleet=citylearn_2022" in overrides:
+        assert obj.dataset and obj.dt_s == 3600 and not obj.shield.enabled
+    if "task=frequency_regulation" in overrides:
+        assert obj.dt_s == 4 and obj.agent.lr == 1e-4
+
+
+def test_wrong_keys_and_values_fail_at_start_up():
+    from hydra import compose, initialize_config_module
+    from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import ValidationError
+
+    import vpprl.training.train  # noqa: F401
+
+    with initialize_config_module(config_module="vpprl.configs", version_base="1.3"):
+        with pytest.raises(ConfigCompositionException):
+            compose(config_name="train", overrides=["agent.lrr=1e-3"])
+        with pytest.raises((ValidationError, ConfigCompositionException)):
+            compose(config_name="train", overrides=["iterations=lots"])
+        cfg = compose(config_name="train", overrides=["fleet.num_homes=0"])
+    with pytest.raises(ValueError, match="FleetConfig.num_homes"):
+        OmegaConf.to_object(cfg)

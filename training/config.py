@@ -1,0 +1,99 @@
+"""Structured (dataclass) schemas of ``vpprl-train``; validated when Hydra's config becomes these objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..envs.fleet_config import FleetConfig
+from .evaluation import POLICIES
+
+AGENTS = ("rllib_ppo", "sb3_ppo", "sb3_sac")
+
+
+@dataclass
+class AgentConfig:
+    """Learning algorithm and its hyper-parameters.
+
+    :param name: rllib_ppo (multi-agent, one policy shared by all homes), sb3_ppo or sb3_sac (centralized).
+    :param train_batch_size: env steps per RLlib iteration / SB3 rollout length (n_steps) per iteration.
+    """
+
+    name: str = "rllib_ppo"
+    lr: float = 3e-4
+    gamma: float = 0.99
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    train_batch_size: int = 960
+    minibatch_size: int = 256
+    num_epochs: int = 4
+    num_env_runners: int = 0
+    entropy_coeff: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name not in AGENTS:
+            raise ValueError(f"AgentConfig.name must be one of {list(AGENTS)}, got {self.name!r}")
+        checks = {"lr": (self.lr, 1e-7, 1.0), "gamma": (self.gamma, 0.0, 1.0),
+                  "train_batch_size": (self.train_batch_size, 8, 10_000_000),
+                  "minibatch_size": (self.minibatch_size, 1, 10_000_000), "num_epochs": (self.num_epochs, 1, 1000),
+                  "num_env_runners": (self.num_env_runners, 0, 1024), "entropy_coeff": (self.entropy_coeff, 0.0, 1.0)}
+        for name, (v, lo, hi) in checks.items():
+            if not lo <= v <= hi:
+                raise ValueError(f"AgentConfig.{name} must be in [{lo}, {hi}], got {v!r}")
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ValueError(f"AgentConfig.hidden must list positive layer widths, got {self.hidden!r}")
+
+
+@dataclass
+class ShieldSettings:
+    """The safety shield in the training loop (and in evaluation of the trained policy)."""
+
+    enabled: bool = True
+    feeder_limit_kw: float | None = None
+    penalty_per_kwh: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """One training run: scenario, agent, shield, budget, evaluation.
+
+    :param task: a task name or several joined by '+'.
+    :param iterations: RLlib training iterations / SB3 rollouts of ``agent.train_batch_size`` steps.
+    :param eval_start_days: held-out days for the final evaluation (episodes start at random days in training).
+    :param resume_from: a checkpoint directory written by an earlier run.
+    :param ray_address: an existing Ray cluster to join (None: a local Ray instance).
+    """
+
+    seed: int = 0
+    task: str = "price_arbitrage"
+    fleet: FleetConfig = field(default_factory=lambda: FleetConfig(num_homes=20))
+    dataset: str | None = None
+    dt_s: int = 900
+    episode_hours: float = 24.0
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    shield: ShieldSettings = field(default_factory=ShieldSettings)
+    iterations: int = 30
+    log_every: int = 5
+    evaluate: bool = True
+    eval_policies: list[str] = field(default_factory=lambda: ["no_control", "rule_based", "oracle"])
+    eval_seeds: list[int] = field(default_factory=lambda: [100, 101, 102])
+    eval_start_days: list[int] | None = field(default_factory=lambda: [15, 110, 200])
+    resume_from: str | None = None
+    ray_address: str | None = None
+    tensorboard: bool = True
+    output_dir: str = "."
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.iterations <= 1_000_000:
+            raise ValueError(f"TrainConfig.iterations must be in [1, 1000000], got {self.iterations}")
+        if not 1 <= self.log_every <= 1_000_000:
+            raise ValueError(f"TrainConfig.log_every must be >= 1, got {self.log_every}")
+        unknown = [p for p in self.eval_policies if p not in POLICIES]
+        if unknown:
+            raise ValueError(f"TrainConfig.eval_policies: unknown {unknown}; choose from {list(POLICIES)}")
+
+    def env_kwargs(self) -> dict:
+        """Keyword arguments of ``VppEnv`` for this run's scenario."""
+        kwargs = {"task": {t.strip(): {} for t in self.task.split("+")}, "fleet": self.fleet, "dt_s": self.dt_s,
+                  "episode_hours": self.episode_hours}
+        if self.dataset:
+            kwargs.update(dataset=self.dataset, citylearn_replicate=True)
+        return kwargs
