@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from ..agents.policy import Policy
-from ..envs.vpp_env import VppEnv
 from .config import TrainConfig
 
 MODULE_ID = "shared"
