@@ -52,7 +52,13 @@ def train_iteration(algo) -> dict[str, float]:
     runners = result.get("env_runners", {})
     steps = runners.get("num_agent_steps_sampled_lifetime", {})
     agent_steps = float(sum(steps.values())) if isinstance(steps, dict) else float(steps or 0)
-    return {"episode_return": float(runners.get("episode_return_mean", np.nan)), "agent_steps": agent_steps}
+    metrics = {"episode_return": float(runners.get("episode_return_mean", np.nan)), "agent_steps": agent_steps}
+    learner = result.get("learners", {}).get(MODULE_ID, {})
+    for key, value in learner.items():  # entropy, learning rate, losses, KL for TensorBoard
+        if isinstance(value, (int, float, np.floating)) and any(
+                s in key for s in ("entropy", "learning_rate", "policy_loss", "vf_loss", "mean_kl")):
+            metrics[f"losses/{key}"] = float(value)
+    return metrics
 
 
 def save(algo, path: Path) -> Path:

@@ -101,6 +101,9 @@ def train(cfg: TrainConfig) -> dict:
         if writer:
             writer.add_scalar("charts/episode_return", metrics["episode_return"], it)
             writer.add_scalar("perf/home_steps_per_s", rate, it)
+            for key, value in metrics.items():
+                if key.startswith("losses/"):
+                    writer.add_scalar(key, value, it)
         if writer and (it % cfg.log_every == 0 or it == cfg.iterations):
             policy = ShieldedPolicy(trainer.policy(), shield) if shield else trainer.policy()
             row, trace = rollout(probe_env, policy, seed=cfg.eval_seeds[0], start_day=probe_days[0])
