@@ -13,6 +13,7 @@ from vpprl.data.profiles import GRID_CHANNELS, H, HOME_CHANNELS, Profiles
 from vpprl.envs import FleetConfig, VppEnv
 from vpprl.envs.fleet import BATTERY
 from vpprl.envs.fleet_config import Ownership
+from vpprl.envs.terminal import stored_energy_kwh
 
 
 def rollout(policy, env: VppEnv, seed: int = 1) -> tuple[float, dict]:
@@ -45,11 +46,10 @@ class TestOracle:
         wear and the end-of-episode storage valued at 0.1 * 0.95 $/kWh the cost is 1 - 2 * 0.347036."""
         env = battery_only_env()
         env.reset(seed=0)
-        env.fleet.battery.energy_kwh[:] = 0.5  # empty (soc_min)
-        env._stored0 = None
-        env.reset_fleet  # noqa: B018 - the state above is what the oracle plans from
+        env.fleet.battery.energy_kwh[:] = 0.5  # start empty (soc_min) ...
+        env.fleet.battery.prepare()
+        env._stored0 = stored_energy_kwh(env.fleet, env._heating0)  # ... and account the episode from there
         oracle = Oracle()
-        env._stored0 = __import__("vpprl.envs.terminal", fromlist=["x"]).stored_energy_kwh(env.fleet, env._heating0)
         oracle.reset(env)
         expected_cost = 1.0 - 2.0 * (0.38 - 0.02975 / 0.9025)
         assert oracle.plan.objective == pytest.approx(expected_cost, abs=1e-4)
