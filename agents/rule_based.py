@@ -75,7 +75,7 @@ class RuleBased(SetpointPolicy):
         """(peak now, cheap now, a peak starts within the pre-conditioning window)."""
         f = self.env.fleet
         stride = max(1, self._day_steps // 96)  # sample the next day at <= 96 points
-        prices = np.array([f.grid_at(f.t + k)[G["price_import"]] for k in range(0, self._day_steps, stride)])
+        prices = f.grid_at_steps(f.t + np.arange(0, self._day_steps, stride))[:, G["price_import"]]
         hi = np.quantile(prices, self.config.peak_quantile)
         lo = np.quantile(prices, self.config.cheap_quantile)
         flat = prices.max() - prices.min() < 1e-9

@@ -117,8 +117,12 @@ class Fleet:
     # ----- step protocol ----------------------------------------------------------------------
     def grid_at(self, step: int) -> np.ndarray:
         """Grid signals (G,) of episode step ``step`` (public: tariff, weather, carbon)."""
+        return self.grid_at_steps(np.asarray(step))
+
+    def grid_at_steps(self, steps: np.ndarray) -> np.ndarray:
+        """Grid signals (..., G) of an array of episode steps, in one lookup."""
         p = self.profiles
-        return p.grid[((self.start_s + step * self.dt_s) // p.dt_s) % p.num_rows]
+        return p.grid[((self.start_s + np.asarray(steps, dtype=np.int64) * self.dt_s) // p.dt_s) % p.num_rows]
 
     def exogenous(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(channels (C, N) float32, grid (G,)) that episode step ``step`` reads: a pure function of

@@ -38,4 +38,4 @@ def terminal_price(fleet: Fleet, steps: int, price_scale: float = 1.0) -> float:
     stride = max(1, steps // 2000)
     from ..data.profiles import G
 
-    return price_scale * min(float(fleet.grid_at(t)[G["price_import"]]) for t in range(0, steps, stride))
+    return price_scale * float(fleet.grid_at_steps(np.arange(0, steps, stride))[:, G["price_import"]].min())
