@@ -44,7 +44,7 @@ class InitialState:
     flex_backlog_kwh: np.ndarray
 
     @classmethod
-    def of(cls, fleet: Fleet) -> "InitialState":
+    def of(cls, fleet: Fleet) -> InitialState:
         """The fleet's state at the start of its current step (before that step's session update)."""
         ev = fleet.ev
         return cls(fleet.battery.energy_kwh.astype(float), ev.connected.copy(), ev.energy_kwh.astype(float),
@@ -95,7 +95,7 @@ def plan_fleet(fleet: Fleet, tasks: list[Task], weights: CostWeights, inputs: li
 
     # --- battery -----------------------------------------------------------------------------
     b = lay.battery
-    f64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
+    f64 = lambda a: np.asarray(a, dtype=np.float64)
     cap = f64(b.capacity_kwh)
     bc = lp.var((T, n), 0.0, f64(b.max_charge_kw), cost=f64(b.degradation_cost_per_kwh) * dt)
     bd = lp.var((T, n), 0.0, f64(b.max_discharge_kw), cost=f64(b.degradation_cost_per_kwh) * dt)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import RESULTS_DIR, write_results  # noqa: E402
+from _results import RESULTS_DIR, write_results
 
 CITYLEARN_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "citylearn" / \
     "citylearn_challenge_2022_phase_all_plus_evs"
@@ -28,7 +28,6 @@ CITYLEARN_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" 
 
 def _measure_vpprl(num_homes: int, seconds: float) -> dict:
     import numpy as np
-
     from vpprl.envs import VppEnv
     from vpprl.envs.fleet_config import FleetConfig, Ownership
 

@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import RESULTS_DIR, write_results  # noqa: E402
-
+from _results import RESULTS_DIR, write_results
 from vpprl.agents.oracle import Oracle
 from vpprl.envs import VppEnv
 

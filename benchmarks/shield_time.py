@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _results import RESULTS_DIR, write_results  # noqa: E402
-
-from vpprl.deployment import Shield, ShieldConfig  # noqa: E402
-from vpprl.envs import FleetConfig, VppEnv  # noqa: E402
-from vpprl.envs.fleet_config import Ownership  # noqa: E402
+from _results import RESULTS_DIR, write_results
+from vpprl.deployment import Shield, ShieldConfig
+from vpprl.envs import FleetConfig, VppEnv
+from vpprl.envs.fleet_config import Ownership
 
 
 def main() -> None:
@@ -67,7 +66,7 @@ def main() -> None:
         row = {"homes": n, "feeder_limit": feeder is not None, "site_limit_kw": args.site_limit_kw, "ms_per_step": 1000 * elapsed / steps, "steps": steps,
                "site_limited_homes_per_step": limited / steps, "interventions_per_step": interventions / steps}
         rows.append(row)
-        print(f"{n:8d} {str(row['feeder_limit']):>7s} {row['ms_per_step']:8.3f} {row['site_limited_homes_per_step']:19.1f} "
+        print(f"{n:8d} {row['feeder_limit']!s:>7s} {row['ms_per_step']:8.3f} {row['site_limited_homes_per_step']:19.1f} "
               f"{row['interventions_per_step']:19.1f}", flush=True)
     write_results(args.out, rows)
 

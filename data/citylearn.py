@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .profiles import GRID_CHANNELS, H, HOME_CHANNELS, Profiles
+from .profiles import GRID_CHANNELS, HOME_CHANNELS, H, Profiles
 
 #: Water heated from mains (10 degC) to 50 degC: litres of hot water per kWh of DHW thermal demand.
 LITRES_PER_KWH_DHW = 3600.0 / (4.186 * 40.0)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import synthetic
-from .profiles import GRID_CHANNELS, H, HOME_CHANNELS, Profiles
+from .profiles import GRID_CHANNELS, HOME_CHANNELS, H, Profiles
 
 DT_S = 900  # native resolution of the default scenario: 15 minutes (BDEW's resolution)
 YEAR = 2023  # a non-leap nominal year for calendars (TMY months come from different years)

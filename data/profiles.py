@@ -95,7 +95,7 @@ class Profiles:
         """(T,) view of one grid channel."""
         return self.grid[:, G[name]]
 
-    def coarsen(self, dt_s: int) -> "Profiles":
+    def coarsen(self, dt_s: int) -> Profiles:
         """Aggregate to a coarser resolution ``dt_s`` (a whole multiple of ``self.dt_s``).
 
         Powers, prices and temperatures are averaged, hot-water litres summed, EV presence
@@ -126,7 +126,7 @@ class Profiles:
         grid = self.grid[: t_new * f].reshape(t_new, f, len(GRID_CHANNELS)).mean(axis=1)
         return Profiles(dt_s, home.astype(np.float32), grid, self.start, self.names, self.source, dict(self.extra))
 
-    def select(self, indices: np.ndarray | list[int]) -> "Profiles":
+    def select(self, indices: np.ndarray | list[int]) -> Profiles:
         """A subset of the profiles (same grid signals)."""
         idx = np.asarray(indices, dtype=np.int64)
         return Profiles(

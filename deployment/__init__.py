@@ -4,4 +4,4 @@ from .faults import CommFaultWrapper, DeviceFaults, FaultConfig, TelemetryEstima
 from .shield import Shield, ShieldConfig, ShieldResult
 from .wrappers import ShieldWrapper
 
-__all__ = ["CommFaultWrapper", "DeviceFaults", "FaultConfig", "TelemetryEstimator", "Shield", "ShieldConfig", "ShieldResult", "ShieldWrapper"]
+__all__ = ["CommFaultWrapper", "DeviceFaults", "FaultConfig", "Shield", "ShieldConfig", "ShieldResult", "ShieldWrapper", "TelemetryEstimator"]

@@ -15,6 +15,7 @@ from .devices import DEVICE_CLASSES
 from .fleet import COST_NAMES, Fleet
 from .fleet_builder import FleetLayout, build_citylearn_fleet, build_fleet
 from .fleet_config import FleetConfig, Ownership
+from .home_batch import VppHomeBatchEnv
 from .scenario import CostWeights, ScenarioConfig, build_scenario
 from .vpp_env import VppEnv, scenario_from_kwargs
 
@@ -40,6 +41,22 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["COST_NAMES", "DEVICE_CLASSES", "ENV_IDS", "CostWeights", "Fleet", "FleetConfig", "FleetLayout", "Ownership",
-           "ScenarioConfig", "VppEnv", "VppMultiAgentEnv", "VppParallelEnv", "build_citylearn_fleet", "build_fleet",
-           "build_scenario", "scenario_from_kwargs"]
+__all__ = [
+    "COST_NAMES",
+    "DEVICE_CLASSES",
+    "ENV_IDS",
+    "CostWeights",
+    "Fleet",
+    "FleetConfig",
+    "FleetLayout",
+    "Ownership",
+    "ScenarioConfig",
+    "VppEnv",
+    "VppHomeBatchEnv",
+    "VppMultiAgentEnv",
+    "VppParallelEnv",
+    "build_citylearn_fleet",
+    "build_fleet",
+    "build_scenario",
+    "scenario_from_kwargs",
+]

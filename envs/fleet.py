@@ -15,7 +15,14 @@ import numpy as np
 
 from ..data.profiles import G, H, Profiles, for_resolution
 from .devices import (
-    DEVICE_CLASSES, Battery, EvCharger, FlexLoad, Solar, Thermostat, WaterHeater, map_action,
+    DEVICE_CLASSES,
+    Battery,
+    EvCharger,
+    FlexLoad,
+    Solar,
+    Thermostat,
+    WaterHeater,
+    map_action,
 )
 from .fleet_builder import DTYPE, FleetLayout
 

@@ -15,7 +15,6 @@ from ..data.profiles import Profiles
 from .devices import BatteryParams, EvChargerParams, FlexLoadParams, ThermostatParams, WaterHeaterParams
 from .fleet_config import FleetConfig
 
-
 #: dtype of all per-home physical arrays: float32 halves the memory traffic of a step (the step is
 #: memory-bound at fleet scale); totals and KPIs are accumulated in float64.
 DTYPE = np.float32
@@ -139,7 +138,7 @@ def build_citylearn_fleet(dataset: CityLearnDataset, config: FleetConfig | None 
     idx = np.arange(config.num_homes) % k if not replicate else layout.profile_index
     layout.profile_index = idx
     b = dataset.buildings
-    spec = lambda attr: np.array([getattr(b[i], attr) for i in idx], dtype=float)  # noqa: E731
+    spec = lambda attr: np.array([getattr(b[i], attr) for i in idx], dtype=float)
     cap = spec("battery_kwh")
     layout.battery.capacity_kwh = cap
     layout.battery.max_charge_kw = spec("battery_kw")

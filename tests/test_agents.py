@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from vpprl.agents.oracle import Mpc, Oracle
 from vpprl.agents.policy import NoControl
 from vpprl.agents.rule_based import RuleBased, RuleConfig
-from vpprl.data.profiles import GRID_CHANNELS, H, HOME_CHANNELS, Profiles
+from vpprl.data.profiles import GRID_CHANNELS, HOME_CHANNELS, H, Profiles
 from vpprl.envs import FleetConfig, VppEnv
 from vpprl.envs.fleet import BATTERY
 from vpprl.envs.fleet_config import Ownership

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from vpprl.data import synthetic
 from vpprl.data.citylearn import load_citylearn
 from vpprl.data.default_scenario import ANNUAL_BASE_LOAD_KWH, default_profiles

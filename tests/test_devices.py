@@ -6,10 +6,22 @@ import math
 
 import numpy as np
 import pytest
-
 from vpprl.envs.devices import (
-    Battery, BatteryParams, EvCharger, EvChargerParams, FlexLoad, FlexLoadParams, Solar, Thermostat,
-    ThermostatParams, WaterHeater, WaterHeaterParams, cop_cooling, cop_heating, inverse_map_action, map_action,
+    Battery,
+    BatteryParams,
+    EvCharger,
+    EvChargerParams,
+    FlexLoad,
+    FlexLoadParams,
+    Solar,
+    Thermostat,
+    ThermostatParams,
+    WaterHeater,
+    WaterHeaterParams,
+    cop_cooling,
+    cop_heating,
+    inverse_map_action,
+    map_action,
 )
 
 

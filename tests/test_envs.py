@@ -8,9 +8,8 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
-
 import vpprl.envs
+from gymnasium.utils.env_checker import check_env
 from vpprl.envs import ENV_IDS, VppEnv
 from vpprl.envs.fleet import NUM_DEVICE_CLASSES
 from vpprl.envs.observation import HOME_FEATURES
@@ -103,7 +102,6 @@ def test_multi_agent_views_match_the_centralized_env():
 
 def test_pettingzoo_parallel_api_test():
     from pettingzoo.test import parallel_api_test
-
     from vpprl.envs import VppParallelEnv
 
     parallel_api_test(VppParallelEnv(task="demand_response", num_homes=4, episode_hours=2), num_cycles=12)
@@ -111,7 +109,6 @@ def test_pettingzoo_parallel_api_test():
 
 def test_rllib_multiagent_env_check():
     from ray.rllib.utils.pre_checks.env import check_multiagent_environments
-
     from vpprl.envs import VppMultiAgentEnv
 
     env = VppMultiAgentEnv({"task": "frequency_regulation", "num_homes": 4, "episode_hours": 0.05})

@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
-from vpprl.training.evaluation import EvaluateConfig
 from vpprl.training.evaluate import run
+from vpprl.training.evaluation import EvaluateConfig
 
 
 def test_evaluation_writes_table_and_plots(tmp_path):

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from vpprl.data.default_scenario import default_profiles
 from vpprl.envs import Fleet, FleetConfig, ScenarioConfig, VppEnv, build_fleet
 from vpprl.envs.fleet import BATTERY, EV, NUM_DEVICE_CLASSES, PV

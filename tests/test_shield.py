@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from vpprl.deployment import Shield, ShieldConfig, ShieldWrapper
 from vpprl.envs import FleetConfig, VppEnv
 from vpprl.envs.fleet import EV, NUM_DEVICE_CLASSES, THERMOSTAT, WATER_HEATER

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from vpprl.data.profiles import G
 from vpprl.envs import VppEnv
 from vpprl.envs.fleet_config import FleetConfig, Ownership

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from omegaconf import OmegaConf, open_dict
-
 from vpprl.envs import FleetConfig, VppEnv
 from vpprl.training.config import AgentConfig, TrainConfig
 
@@ -82,9 +81,8 @@ def test_train_config_validation():
     ["task=frequency_regulation", "agent.lr=1e-4"], ["hydra/launcher=joblib"], ["hydra/launcher=submitit_slurm"],
 ])
 def test_config_groups_compose_and_validate(overrides):
-    from hydra import compose, initialize_config_module
-
     import vpprl.training.train  # noqa: F401 - registers the schema
+    from hydra import compose, initialize_config_module
 
     with initialize_config_module(config_module="vpprl.configs", version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
@@ -104,11 +102,10 @@ def test_config_groups_compose_and_validate(overrides):
 
 
 def test_wrong_keys_and_values_fail_at_start_up():
+    import vpprl.training.train  # noqa: F401
     from hydra import compose, initialize_config_module
     from hydra.errors import ConfigCompositionException
     from omegaconf.errors import ValidationError
-
-    import vpprl.training.train  # noqa: F401
 
     with initialize_config_module(config_module="vpprl.configs", version_base="1.3"):
         with pytest.raises(ConfigCompositionException):

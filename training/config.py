@@ -15,29 +15,44 @@ class AgentConfig:
     """Learning algorithm and its hyper-parameters.
 
     :param name: rllib_ppo (multi-agent, one policy shared by all homes), sb3_ppo or sb3_sac (centralized).
-    :param train_batch_size: env steps per RLlib iteration / SB3 rollout length (n_steps) per iteration.
+    :param train_batch_size: RLlib: home-steps per iteration (rounded down to whole fleet steps);
+        SB3 (centralized): env steps per iteration (n_steps).
+    :param minibatch_size: RLlib: home-step rows per SGD minibatch; SB3: env steps.
+    :param home_batch: RLlib only: hand RLlib the fleet as one env whose rows are homes (fast) instead of
+        one agent per home (the reference MultiAgentEnv path); the same learning problem either way.
+    :param initial_log_std: RLlib home-batch module: the Gaussian's starting log-std (exploration).
     """
 
     name: str = "rllib_ppo"
     lr: float = 3e-4
     gamma: float = 0.99
+    gae_lambda: float = 0.95
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     train_batch_size: int = 960
     minibatch_size: int = 256
     num_epochs: int = 4
     num_env_runners: int = 0
     entropy_coeff: float = 0.0
+    clip_param: float = 0.2
+    vf_clip_param: float = 10.0
+    grad_clip: float | None = 0.5
+    home_batch: bool = True
+    initial_log_std: float = -0.5
 
     def __post_init__(self) -> None:
         if self.name not in AGENTS:
             raise ValueError(f"AgentConfig.name must be one of {list(AGENTS)}, got {self.name!r}")
         checks = {"lr": (self.lr, 1e-7, 1.0), "gamma": (self.gamma, 0.0, 1.0),
+                  "gae_lambda": (self.gae_lambda, 0.0, 1.0), "clip_param": (self.clip_param, 1e-3, 10.0),
+                  "vf_clip_param": (self.vf_clip_param, 1e-3, 1e9), "initial_log_std": (self.initial_log_std, -10, 2),
                   "train_batch_size": (self.train_batch_size, 8, 10_000_000),
                   "minibatch_size": (self.minibatch_size, 1, 10_000_000), "num_epochs": (self.num_epochs, 1, 1000),
                   "num_env_runners": (self.num_env_runners, 0, 1024), "entropy_coeff": (self.entropy_coeff, 0.0, 1.0)}
         for name, (v, lo, hi) in checks.items():
             if not lo <= v <= hi:
                 raise ValueError(f"AgentConfig.{name} must be in [{lo}, {hi}], got {v!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"AgentConfig.grad_clip must be > 0 or null, got {self.grad_clip!r}")
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"AgentConfig.hidden must list positive layer widths, got {self.hidden!r}")
 

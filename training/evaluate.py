@@ -15,7 +15,15 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from ..agents.policy import Policy
-from .evaluation import EvaluateConfig, add_comparisons, make_env, make_policy, rollout, summarize, write_table
+from .evaluation import (
+    EvaluateConfig,
+    add_comparisons,
+    make_env,
+    make_policy,
+    rollout,
+    summarize,
+    write_table,
+)
 from .plots import dispatch_figures
 
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)

@@ -1,5 +1,10 @@
 """All RLlib glue in one place: multi-agent PPO with one policy shared by every home (new API stack),
-checkpoints, and a :class:`Policy` that serves a checkpoint's module on any fleet size."""
+checkpoints, and a :class:`Policy` that serves a checkpoint's module on any fleet size.
+
+Two ways to feed RLlib the same shared-parameter problem: ``home_batch`` (default) hands it the
+fleet as one env whose rows are homes (``rllib_home_batch``: one RLlib env step per fleet step);
+the reference path hands it ``VppMultiAgentEnv`` (one RLlib agent step per home step, ~15x slower,
+kept for comparison in ``benchmarks/train_throughput.py``)."""
 
 from __future__ import annotations
 
@@ -11,49 +16,75 @@ import numpy as np
 from ..agents.policy import Policy
 from .config import TrainConfig
 
-MODULE_ID = "shared"
+MODULE_ID = "shared"  # the per-agent path's module; the home-batch path uses RLlib's DEFAULT_MODULE_ID
 
 
 def _policy_mapping(agent_id: str, *args: Any, **kwargs: Any) -> str:
     return MODULE_ID
 
 
-def build_algorithm(cfg: TrainConfig, shield: Any = None):
-    """A PPO Algorithm on ``VppMultiAgentEnv`` (one agent per home, all mapped to one module)."""
-    import ray
-    from ray.rllib.algorithms.ppo import PPOConfig
-    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+def module_id(cfg: TrainConfig) -> str:
+    from ray.rllib.core import DEFAULT_MODULE_ID
 
-    from ..envs.multi_agent import VppMultiAgentEnv
+    return DEFAULT_MODULE_ID if cfg.agent.home_batch else MODULE_ID
+
+
+def build_algorithm(cfg: TrainConfig, shield: Any = None):
+    """A PPO Algorithm with one module shared by every home: on ``VppHomeBatchEnv`` (``agent.home_batch``)
+    or on ``VppMultiAgentEnv`` (one agent per home, all mapped to one module)."""
+    import ray
+    import torch
+    from ray.rllib.algorithms.ppo import PPOConfig
 
     if not ray.is_initialized():
         ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=False,
                  **({} if cfg.ray_address else {"num_cpus": max(2, cfg.agent.num_env_runners + 1)}))
+    torch.manual_seed(cfg.seed)
     a = cfg.agent
     env_config = {**cfg.env_kwargs(), "shield": shield}
-    config = (
-        PPOConfig()
-        .environment(VppMultiAgentEnv, env_config=env_config)
-        .env_runners(num_env_runners=a.num_env_runners)
-        .multi_agent(policies={MODULE_ID}, policy_mapping_fn=_policy_mapping)
-        .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(a.hidden), fcnet_activation="tanh"))
-        .training(train_batch_size_per_learner=a.train_batch_size, minibatch_size=a.minibatch_size,
-                  num_epochs=a.num_epochs, lr=a.lr, gamma=a.gamma, entropy_coeff=a.entropy_coeff)
-        .debugging(seed=cfg.seed)
-    )
+    n = cfg.fleet.num_homes
+    config = PPOConfig().env_runners(num_env_runners=a.num_env_runners).debugging(seed=cfg.seed)
+    common = {"num_epochs": a.num_epochs, "lr": a.lr, "gamma": a.gamma, "lambda_": a.gae_lambda,
+              "entropy_coeff": a.entropy_coeff, "clip_param": a.clip_param, "vf_clip_param": a.vf_clip_param,
+              "grad_clip": a.grad_clip}
+    if a.home_batch:
+        from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+        from ..envs.home_batch import VppHomeBatchEnv
+        from .rllib_home_batch import HomeBatchPPOLearner, SharedHomeModule
+
+        fleet_steps = max(1, a.train_batch_size // n)  # RLlib counts fleet steps; the learner, home-steps
+        config = (config.environment(VppHomeBatchEnv, env_config=env_config)
+                  .rl_module(rl_module_spec=RLModuleSpec(module_class=SharedHomeModule, model_config={
+                      "hidden": list(a.hidden), "activation": "tanh", "initial_log_std": a.initial_log_std}))
+                  .training(learner_class=HomeBatchPPOLearner, train_batch_size_per_learner=fleet_steps,
+                            minibatch_size=min(fleet_steps, max(1, a.minibatch_size // n)), **common))
+    else:
+        from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+        from ..envs.multi_agent import VppMultiAgentEnv
+
+        config = (config.environment(VppMultiAgentEnv, env_config=env_config)
+                  .multi_agent(policies={MODULE_ID}, policy_mapping_fn=_policy_mapping)
+                  .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(a.hidden), fcnet_activation="tanh"))
+                  .training(train_batch_size_per_learner=max(1, a.train_batch_size // n),
+                            minibatch_size=a.minibatch_size, **common))
     algo = config.build_algo()
     if cfg.resume_from:
         algo.restore_from_path(str(Path(cfg.resume_from).resolve()))
     return algo
 
 
-def train_iteration(algo) -> dict[str, float]:
+def train_iteration(algo, cfg: TrainConfig) -> dict[str, float]:
+    """One PPO iteration; ``home_steps`` counts every home's step (the unit of the throughput target)."""
     result = algo.train()
     runners = result.get("env_runners", {})
-    steps = runners.get("num_agent_steps_sampled_lifetime", {})
-    agent_steps = float(sum(steps.values())) if isinstance(steps, dict) else float(steps or 0)
-    metrics = {"episode_return": float(runners.get("episode_return_mean", np.nan)), "agent_steps": agent_steps}
-    learner = result.get("learners", {}).get(MODULE_ID, {})
+    n = cfg.fleet.num_homes
+    fleet_steps = float(runners.get("num_env_steps_sampled_lifetime", 0.0) or 0.0)
+    metrics = {"episode_return": float(runners.get("episode_return_mean", np.nan)), "home_steps": fleet_steps * n}
+    if not cfg.agent.home_batch:  # RLlib sums the per-agent rewards: report the fleet mean like the env does
+        metrics["episode_return"] /= n
+    learner = result.get("learners", {}).get(module_id(cfg), {})
     for key, value in learner.items():  # entropy, learning rate, losses, KL for TensorBoard
         if isinstance(value, (int, float, np.floating)) and any(
                 s in key for s in ("entropy", "learning_rate", "policy_loss", "vf_loss", "mean_kl")):
@@ -78,8 +109,11 @@ class RllibPolicy(Policy):
         if module is None:
             from ray.rllib.core.rl_module.rl_module import RLModule
 
-            path = Path(checkpoint) / "learner_group" / "learner" / "rl_module" / MODULE_ID
-            module = RLModule.from_checkpoint(str(path.resolve()))
+            modules = Path(checkpoint) / "learner_group" / "learner" / "rl_module"
+            found = [p for p in sorted(modules.glob("*")) if p.is_dir()]
+            if len(found) != 1:
+                raise ValueError(f"expected one RLModule under {modules}, found {[p.name for p in found]}")
+            module = RLModule.from_checkpoint(str(found[0].resolve()))
         self.module = module
 
     def act(self, obs: np.ndarray) -> np.ndarray:

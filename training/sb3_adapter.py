@@ -38,11 +38,11 @@ def build_model(cfg: TrainConfig, env):
                policy_kwargs=policy_kwargs, seed=cfg.seed, verbose=0, device="cpu", learning_starts=100)
 
 
-def train_iteration(model, steps: int) -> dict[str, float]:
+def train_iteration(model, steps: int, num_homes: int) -> dict[str, float]:
     model.learn(total_timesteps=steps, reset_num_timesteps=False)
     returns = [ep["r"] for ep in model.ep_info_buffer]
     return {"episode_return": float(np.mean(returns)) if returns else float("nan"),
-            "agent_steps": float(model.num_timesteps)}
+            "home_steps": float(model.num_timesteps) * num_homes}
 
 
 def save(model, path: Path) -> Path:

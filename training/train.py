@@ -50,18 +50,14 @@ class Trainer:
             self._sb3 = sb3
             self.model = sb3.build_model(cfg, sb3.make_training_env(cfg, shield))
 
-    @property
-    def homes_per_step(self) -> int:
-        return 1 if self.cfg.agent.name == "rllib_ppo" else self.cfg.fleet.num_homes  # RLlib counts agent steps
-
     def step(self) -> dict[str, float]:
         if self.cfg.agent.name == "rllib_ppo":
-            return self._rl.train_iteration(self.algo)
-        return self._sb3.train_iteration(self.model, self.cfg.agent.train_batch_size)
+            return self._rl.train_iteration(self.algo, self.cfg)
+        return self._sb3.train_iteration(self.model, self.cfg.agent.train_batch_size, self.cfg.fleet.num_homes)
 
     def policy(self) -> Policy:
         if self.cfg.agent.name == "rllib_ppo":
-            return self._rl.RllibPolicy(module=self.algo.get_module(self._rl.MODULE_ID))
+            return self._rl.RllibPolicy(module=self.algo.get_module(self._rl.module_id(self.cfg)))
         return self._sb3.Sb3Policy(model=self.model, algorithm=self.cfg.agent.name)
 
     def save(self, path: Path) -> Path:
@@ -93,7 +89,7 @@ def train(cfg: TrainConfig) -> dict:
     for it in range(1, cfg.iterations + 1):
         metrics = trainer.step()
         now = time.perf_counter()
-        home_steps = metrics["agent_steps"] * trainer.homes_per_step
+        home_steps = metrics["home_steps"]
         rate = (home_steps - last_steps) / max(now - last_t, 1e-9)
         last_steps, last_t = home_steps, now
         print(f"[{it}/{cfg.iterations}] return {metrics['episode_return']:10.3f}  home-steps {home_steps:12,.0f}  "

@@ -11,7 +11,23 @@ from .water_heater import WaterHeater, WaterHeaterParams
 DEVICE_CLASSES: tuple[str, ...] = ("battery", "ev", "pv", "water_heater", "thermostat", "flex_load")
 
 __all__ = [
-    "DEVICE_CLASSES", "Device", "StorageDevice", "ThermalDevice", "Battery", "BatteryParams", "EvCharger", "EvChargerParams", "FlexLoad", "FlexLoadParams",
-    "Solar", "Thermostat", "ThermostatParams", "WaterHeater", "WaterHeaterParams", "cop_cooling", "cop_heating",
-    "inverse_map_action", "map_action",
+    "DEVICE_CLASSES",
+    "Battery",
+    "BatteryParams",
+    "Device",
+    "EvCharger",
+    "EvChargerParams",
+    "FlexLoad",
+    "FlexLoadParams",
+    "Solar",
+    "StorageDevice",
+    "ThermalDevice",
+    "Thermostat",
+    "ThermostatParams",
+    "WaterHeater",
+    "WaterHeaterParams",
+    "cop_cooling",
+    "cop_heating",
+    "inverse_map_action",
+    "map_action",
 ]

@@ -1,0 +1,57 @@
+"""``VppHomeBatchEnv``: the fleet as one env whose observation and action *rows are homes*.
+
+The multi-agent problem of ``VppMultiAgentEnv`` (one agent per home, one shared policy, home i sees
+its features then the global ones and earns its own reward) with the homes as a batch axis instead
+of a per-agent dict: observation (N, F + G), action (N, D), and ``info["reward_per_home"]`` (N,).
+A shared per-home policy applies over the first axis, and a learner that reads the per-home rewards
+(``vpprl.training.rllib_home_batch``) computes per-home advantages, so the learning problem is
+unchanged while the RL library handles one env step per fleet step instead of N agent steps.
+The scalar ``reward`` is the fleet mean (as in ``VppEnv``), for logging. Imports neither torch nor ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from .fleet import NUM_DEVICE_CLASSES
+from .vpp_env import VppEnv
+
+
+class VppHomeBatchEnv(gym.Env):
+    """Accepts the same arguments as :class:`VppEnv`, or an RLlib ``EnvContext``/dict of them as its
+    only positional argument. ``shield``: a ``vpprl.deployment.Shield`` every action passes through."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: Any = None, **kwargs: Any) -> None:
+        if isinstance(config, dict):  # RLlib passes env_config as a dict-like EnvContext
+            kwargs = {**dict(config), **kwargs}
+            config = kwargs.pop("config", None)
+        self.shield = kwargs.pop("shield", None)
+        self.env = VppEnv(config, **kwargs)
+        self.n = self.env.n
+        self.home_features = self.env.home_features
+        self.global_features = self.env.global_features
+        width = len(self.home_features) + len(self.global_features)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.n, width), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.n, NUM_DEVICE_CLASSES), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        info = self.env.reset_fleet(seed=seed)
+        return self.env.agent_observations(), info
+
+    def step(self, action: np.ndarray):
+        action = np.asarray(action)
+        if action.shape != self.action_space.shape:
+            raise ValueError(f"action must have shape {self.action_space.shape} (homes x device classes), "
+                             f"got {action.shape}")
+        reward, truncated, info = self.env.advance_action(action, self.shield)
+        out = {"reward_per_home": reward.astype(np.float32)}
+        for key in ("kpis", "shield"):
+            if key in info:
+                out[key] = info[key]
+        return self.env.agent_observations(), float(reward.mean(dtype=np.float64)), False, truncated, out
