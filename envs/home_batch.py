@@ -11,6 +11,7 @@ The scalar ``reward`` is the fleet mean (as in ``VppEnv``), for logging. Imports
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -22,7 +23,9 @@ from .vpp_env import VppEnv
 
 class VppHomeBatchEnv(gym.Env):
     """Accepts the same arguments as :class:`VppEnv`, or an RLlib ``EnvContext``/dict of them as its
-    only positional argument. ``shield``: a ``vpprl.deployment.Shield`` every action passes through."""
+    only positional argument. ``shield``: a ``vpprl.deployment.Shield`` every action passes through.
+    ``resample_fleet``: draw a fresh fleet (same ``FleetConfig``, a new seed from the env's RNG) at every
+    reset, so a per-home policy trains on many more homes than N (building one costs < 1 ms)."""
 
     metadata = {"render_modes": []}
 
@@ -31,6 +34,7 @@ class VppHomeBatchEnv(gym.Env):
             kwargs = {**dict(config), **kwargs}
             config = kwargs.pop("config", None)
         self.shield = kwargs.pop("shield", None)
+        self.resample_fleet = bool(kwargs.pop("resample_fleet", False))
         self.env = VppEnv(config, **kwargs)
         self.n = self.env.n
         self.home_features = self.env.home_features
@@ -41,6 +45,10 @@ class VppHomeBatchEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        if self.resample_fleet:
+            fleet_seed, seed = (int(x) for x in self.np_random.integers(0, 2**31 - 1, 2))
+            cfg = self.env.config
+            self.env = VppEnv(replace(cfg, fleet=replace(cfg.fleet, seed=fleet_seed)), self.env.fleet.profiles)
         info = self.env.reset_fleet(seed=seed)
         return self.env.agent_observations(), info
 

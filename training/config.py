@@ -21,6 +21,9 @@ class AgentConfig:
     :param home_batch: RLlib only: hand RLlib the fleet as one env whose rows are homes (fast) instead of
         one agent per home (the reference MultiAgentEnv path); the same learning problem either way.
     :param initial_log_std: RLlib home-batch module: the Gaussian's starting log-std (exploration).
+    :param num_envs_per_env_runner: RLlib home-batch: fleets stepped side by side per env runner (more
+        home rows per forward pass for a small fleet).
+    :param resample_fleet: RLlib home-batch: a fresh fleet of the same configuration every episode.
     """
 
     name: str = "rllib_ppo"
@@ -38,6 +41,8 @@ class AgentConfig:
     grad_clip: float | None = 0.5
     home_batch: bool = True
     initial_log_std: float = -0.5
+    num_envs_per_env_runner: int = 1
+    resample_fleet: bool = True
 
     def __post_init__(self) -> None:
         if self.name not in AGENTS:
@@ -47,7 +52,8 @@ class AgentConfig:
                   "vf_clip_param": (self.vf_clip_param, 1e-3, 1e9), "initial_log_std": (self.initial_log_std, -10, 2),
                   "train_batch_size": (self.train_batch_size, 8, 10_000_000),
                   "minibatch_size": (self.minibatch_size, 1, 10_000_000), "num_epochs": (self.num_epochs, 1, 1000),
-                  "num_env_runners": (self.num_env_runners, 0, 1024), "entropy_coeff": (self.entropy_coeff, 0.0, 1.0)}
+                  "num_env_runners": (self.num_env_runners, 0, 1024),
+                  "num_envs_per_env_runner": (self.num_envs_per_env_runner, 1, 4096), "entropy_coeff": (self.entropy_coeff, 0.0, 1.0)}
         for name, (v, lo, hi) in checks.items():
             if not lo <= v <= hi:
                 raise ValueError(f"AgentConfig.{name} must be in [{lo}, {hi}], got {v!r}")

@@ -54,10 +54,12 @@ def build_algorithm(cfg: TrainConfig, shield: Any = None):
         from .rllib_home_batch import HomeBatchPPOLearner, SharedHomeModule
 
         fleet_steps = max(1, a.train_batch_size // n)  # RLlib counts fleet steps; the learner, home-steps
-        config = (config.environment(VppHomeBatchEnv, env_config=env_config)
+        config = (config.environment(VppHomeBatchEnv, env_config={**env_config, "resample_fleet": a.resample_fleet})
+                  .env_runners(num_envs_per_env_runner=a.num_envs_per_env_runner)
                   .rl_module(rl_module_spec=RLModuleSpec(module_class=SharedHomeModule, model_config={
                       "hidden": list(a.hidden), "activation": "tanh", "initial_log_std": a.initial_log_std}))
-                  .training(learner_class=HomeBatchPPOLearner, train_batch_size_per_learner=fleet_steps,
+                  .learners(learner_class=HomeBatchPPOLearner)
+                  .training(train_batch_size_per_learner=fleet_steps,
                             minibatch_size=min(fleet_steps, max(1, a.minibatch_size // n)), **common))
     else:
         from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig

@@ -1,0 +1,123 @@
+"""The home-batch RLlib path is the same shared-parameter multi-agent problem as one agent per home:
+the env's rows match the multi-agent env, the per-home GAE matches RLlib's per-episode GAE, and the
+learner's batch holds one row per home-step with that home's reward and advantage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from vpprl.envs import VppHomeBatchEnv
+from vpprl.envs.fleet import NUM_DEVICE_CLASSES
+
+
+def test_home_batch_env_matches_the_multi_agent_env():
+    from vpprl.deployment import Shield
+    from vpprl.envs import VppMultiAgentEnv
+
+    kwargs = {"task": {"price_arbitrage": {}, "peak_shaving": {}}, "num_homes": 6, "seed": 2, "episode_hours": 3.0}
+    batch = VppHomeBatchEnv({**kwargs, "shield": Shield()})
+    ma = VppMultiAgentEnv({**kwargs, "shield": Shield()})
+    obs_b, _ = batch.reset(seed=4)
+    obs_m, _ = ma.reset(seed=4)
+    assert obs_b.shape == batch.observation_space.shape == (6, ma.observation_spaces["home_0"].shape[0])
+    rng = np.random.default_rng(0)
+    done = False
+    while not done:
+        np.testing.assert_array_equal(obs_b, np.stack([obs_m[f"home_{i}"] for i in range(6)]))
+        act = rng.uniform(-1.5, 1.5, (6, NUM_DEVICE_CLASSES)).astype(np.float32)
+        obs_b, r_b, term, done, info = batch.step(act)
+        obs_m, r_m, _, trunc_m, _ = ma.step({f"home_{i}": act[i] for i in range(6)})
+        np.testing.assert_allclose(info["reward_per_home"], [r_m[f"home_{i}"] for i in range(6)], rtol=1e-5,
+                                   atol=1e-6)
+        assert r_b == pytest.approx(float(np.mean(info["reward_per_home"])), rel=1e-5, abs=1e-7)
+        assert not term and done == trunc_m["__all__"] and "shield/battery/interventions" in info["shield"]
+    assert "kpis" in info
+
+
+def test_home_batch_env_checks_and_rejects_wrong_action_shape():
+    env = VppHomeBatchEnv(task="peak_shaving", num_homes=3, episode_hours=1.0)
+    check_env(env, skip_render_check=True)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"\(3, 6\)"):
+        env.step(np.zeros(18, dtype=np.float32))
+
+
+def test_resampled_fleets_differ_per_episode_and_replay_from_the_seed():
+    env = VppHomeBatchEnv(task="price_arbitrage", num_homes=8, resample_fleet=True)
+    capacities = []
+    for _ in range(3):
+        env.reset()
+        capacities.append(env.env.fleet.layout.battery.capacity_kwh.copy())
+    assert not np.array_equal(capacities[0], capacities[1]) and not np.array_equal(capacities[1], capacities[2])
+    again = VppHomeBatchEnv(task="price_arbitrage", num_homes=8, resample_fleet=True)
+    env.reset(seed=7)
+    again.reset(seed=7)
+    np.testing.assert_array_equal(env.env.fleet.layout.battery.capacity_kwh, again.env.fleet.layout.battery.capacity_kwh)
+
+
+def test_per_home_gae_equals_rllib_gae_on_every_home():
+    from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
+    from vpprl.training.rllib_home_batch import gae_per_home
+
+    rng = np.random.default_rng(1)
+    # two chunks of 5 and 3 steps, each with its phantom bootstrap row: one truncated, one terminated
+    rows, homes = 10, 4
+    values = rng.normal(size=(rows, homes)).astype(np.float32)
+    rewards = rng.normal(size=(rows, homes)).astype(np.float32)
+    rewards[[5, 9]] = 0.0
+    terminateds = np.zeros(rows, bool)
+    truncateds = np.zeros(rows, bool)
+    truncateds[4] = True
+    terminateds[8] = True
+    mine = gae_per_home(values, rewards, terminateds, truncateds, gamma=0.97, lambda_=0.9)
+    for i in range(homes):
+        ref = compute_value_targets(values[:, i], rewards[:, i], terminateds.astype(np.float32),
+                                    truncateds.astype(np.float32), gamma=0.97, lambda_=0.9)
+        np.testing.assert_allclose(mine[:, i], ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_learner_batch_has_one_row_per_home_step_with_its_own_reward(tmp_path):
+    import torch
+    from ray.rllib.core import DEFAULT_MODULE_ID
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.evaluation.postprocessing import Postprocessing
+    from vpprl.envs import FleetConfig
+    from vpprl.training.config import AgentConfig, TrainConfig
+    from vpprl.training.rllib_adapter import build_algorithm
+    from vpprl.training.rllib_home_batch import gae_per_home
+
+    n = 5
+    cfg = TrainConfig(fleet=FleetConfig(num_homes=n, seed=0), episode_hours=3.0, output_dir=str(tmp_path),
+                      agent=AgentConfig(train_batch_size=n * 20, minibatch_size=n * 4, num_envs_per_env_runner=2,
+                                        hidden=[16]))
+    algo = build_algorithm(cfg)
+    try:
+        episodes = algo.env_runner.sample(num_timesteps=20, random_actions=False)
+        learner = algo.learner_group._learner
+        per_home = [np.stack([info["reward_per_home"] for info in e.get_infos()[1:]]) for e in episodes]
+        steps = sum(len(e) for e in episodes)
+        batch = learner._learner_connector(rl_module=learner.module, batch={}, episodes=episodes, shared_data={},
+                                           metrics=learner.metrics)[DEFAULT_MODULE_ID]
+        rows = steps + len(episodes)  # one phantom bootstrap row per episode chunk
+        width = VppHomeBatchEnv(**cfg.env_kwargs()).observation_space.shape[1]
+        assert batch[Columns.OBS].shape == (rows * n, width)
+        assert batch[Columns.ACTIONS].shape == (rows * n, NUM_DEVICE_CLASSES)
+        mask = batch[Columns.LOSS_MASK].numpy().astype(bool)
+        assert mask.sum() == steps * n
+        expected = np.concatenate([np.vstack([r, np.zeros((1, n), np.float32)]) for r in per_home]).ravel()
+        np.testing.assert_allclose(batch[Columns.REWARDS].numpy(), expected, rtol=1e-6)
+        # value targets are each home's own GAE over its own rewards
+        module = learner.module[DEFAULT_MODULE_ID]
+        with torch.no_grad():
+            values = module.compute_values({Columns.OBS: batch[Columns.OBS]}).numpy().reshape(rows, n)
+        flags = {k: batch[k].numpy().reshape(rows, n)[:, 0] for k in (Columns.TERMINATEDS, Columns.TRUNCATEDS)}
+        targets = gae_per_home(values, expected.reshape(rows, n), flags[Columns.TERMINATEDS],
+                               flags[Columns.TRUNCATEDS], cfg.agent.gamma, cfg.agent.gae_lambda)
+        np.testing.assert_allclose(batch[Postprocessing.VALUE_TARGETS].numpy(), targets.ravel(), rtol=1e-4,
+                                   atol=1e-5)
+        adv = batch[Postprocessing.ADVANTAGES].numpy()[mask]
+        assert abs(adv.mean()) < 1e-4 and adv.std() == pytest.approx(1.0, rel=1e-3)
+    finally:
+        algo.stop()
