@@ -7,14 +7,16 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf, open_dict
 from vpprl.envs import FleetConfig, VppEnv
-from vpprl.training.config import AgentConfig, TrainConfig
+from vpprl.agents.rule_based import RuleConfig
+from vpprl.training.config import AgentConfig, TrainConfig, TrainingSettings
+from vpprl.training.evaluation import MpcConfig
 
 
 def tiny(tmp_path, agent: str, **kw) -> TrainConfig:
     agent_cfg = AgentConfig(name=agent, train_batch_size=96 if agent != "sb3_sac" else 48, minibatch_size=32,
                             num_epochs=2, hidden=[32, 32])
-    return TrainConfig(fleet=FleetConfig(num_homes=4, seed=0), episode_hours=6.0, agent=agent_cfg, iterations=2,
-                       log_every=2, eval_policies=["no_control", "rule_based"], eval_seeds=[0], eval_start_days=[110],
+    return TrainConfig(fleet=FleetConfig(num_homes=4, seed=0), episode_hours=6.0, agent=agent_cfg,
+                       training=TrainingSettings(iterations=2, log_every=2), eval_policies=["no_control", "rule_based"], eval_seeds=[0], eval_start_days=[110],
                        output_dir=str(tmp_path), **kw)
 
 
@@ -74,11 +76,32 @@ def test_train_config_validation():
         AgentConfig(lr=5.0)
     with pytest.raises(ValueError, match=r"TrainConfig.eval_policies: unknown"):
         TrainConfig(eval_policies=["magic"])
+    with pytest.raises(ValueError, match=r"TrainingSettings.time_budget_s must be > 0"):
+        TrainingSettings(time_budget_s=0)
+    with pytest.raises(ValueError, match=r"AgentConfig.num_envs_per_env_runner must be in \[1, 4096\]"):
+        AgentConfig(num_envs_per_env_runner=0)
+    with pytest.raises(ValueError, match=r"MpcConfig: need 0 < replan_every_h <= horizon_h"):
+        AgentConfig(mpc=MpcConfig(horizon_h=1.0, replan_every_h=2.0))
+
+
+def test_yardstick_agent_only_evaluates(tmp_path):
+    from vpprl.training.train import train
+
+    cfg = TrainConfig(fleet=FleetConfig(num_homes=3, seed=0), episode_hours=4.0,
+                      agent=AgentConfig(name="rule_based", rules=RuleConfig(precondition_h=1.0)),
+                      eval_policies=["no_control", "rule_based"], eval_seeds=[0], eval_start_days=[110],
+                      tensorboard=False, output_dir=str(tmp_path))
+    result = train(cfg)
+    assert result["iterations"] == 0
+    assert [s["policy"] for s in result["summary"]] == ["no_control", "rule_based"]
+    assert "precondition_h: 1.0" in (tmp_path / "checkpoint" / "agent.yaml").read_text()
 
 
 @pytest.mark.parametrize("overrides", [
     [], ["agent=sb3_ppo", "task=peak_shaving"], ["fleet=citylearn_2022", "shield=off"],
-    ["task=frequency_regulation", "agent.lr=1e-4"], ["hydra/launcher=joblib"], ["hydra/launcher=submitit_slurm"],
+    ["task=frequency_regulation", "agent.lr=1e-4"], ["launcher=joblib"], ["launcher=slurm", "seed=3"],
+    ["launcher=ray_cluster"], ["agent=rule_based", "agent.rules.precondition_h=3"], ["agent=mpc"], ["agent=oracle"],
+    ["training=quality"], ["training=quick"],
 ])
 def test_config_groups_compose_and_validate(overrides):
     import vpprl.training.train  # noqa: F401 - registers the schema
@@ -87,10 +110,12 @@ def test_config_groups_compose_and_validate(overrides):
     with initialize_config_module(config_module="vpprl.configs", version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     launcher = OmegaConf.select(cfg, "hydra.launcher._target_") or ""
-    if "hydra/launcher=joblib" in overrides:
-        assert "Joblib" in launcher
-    if "hydra/launcher=submitit_slurm" in overrides:
-        assert "Slurm" in launcher
+    if "launcher=joblib" in overrides:
+        assert "Joblib" in launcher and cfg.hydra.launcher.n_jobs == 2
+    if "launcher=slurm" in overrides:
+        assert "Slurm" in launcher and cfg.hydra.launcher.cpus_per_task == 8 and cfg.agent.num_env_runners == 6
+    if "launcher=ray_cluster" in overrides:
+        assert "Basic" in launcher and cfg.ray_address == "auto"
     with open_dict(cfg):
         del cfg["hydra"]
     obj = OmegaConf.to_object(cfg)
@@ -99,6 +124,10 @@ def test_config_groups_compose_and_validate(overrides):
         assert obj.dataset and obj.dt_s == 3600 and not obj.shield.enabled
     if "task=frequency_regulation" in overrides:
         assert obj.dt_s == 4 and obj.agent.lr == 1e-4
+    if "agent=rule_based" in overrides:
+        assert obj.agent.name == "rule_based" and obj.agent.rules.precondition_h == 3.0
+    if "training=quality" in overrides:
+        assert obj.training.time_budget_s == 1200 and obj.training.checkpoint_every == 100
 
 
 def test_wrong_keys_and_values_fail_at_start_up():
@@ -111,7 +140,9 @@ def test_wrong_keys_and_values_fail_at_start_up():
         with pytest.raises(ConfigCompositionException):
             compose(config_name="train", overrides=["agent.lrr=1e-3"])
         with pytest.raises((ValidationError, ConfigCompositionException)):
-            compose(config_name="train", overrides=["iterations=lots"])
+            compose(config_name="train", overrides=["training.iterations=lots"])
+        with pytest.raises(ConfigCompositionException):
+            compose(config_name="train", overrides=["launcher=kubernetes"])
         cfg = compose(config_name="train", overrides=["fleet.num_homes=0"])
     with pytest.raises(ValueError, match="FleetConfig.num_homes"):
         OmegaConf.to_object(cfg)

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..agents.rule_based import RuleConfig
 from ..envs.fleet_config import FleetConfig
-from .evaluation import POLICIES
+from .evaluation import POLICIES, MpcConfig
 
-AGENTS = ("rllib_ppo", "sb3_ppo", "sb3_sac")
+LEARNERS = ("rllib_ppo", "sb3_ppo", "sb3_sac")
+YARDSTICKS = ("rule_based", "oracle", "mpc")  # nothing to train: ``vpprl-train agent=oracle`` only evaluates
+AGENTS = LEARNERS + YARDSTICKS
 
 
 @dataclass
 class AgentConfig:
     """Learning algorithm and its hyper-parameters.
 
-    :param name: rllib_ppo (multi-agent, one policy shared by all homes), sb3_ppo or sb3_sac (centralized).
+    :param name: rllib_ppo (multi-agent, one policy shared by all homes), sb3_ppo or sb3_sac (centralized),
+        or a yardstick with nothing to learn (rule_based, oracle, mpc: evaluated like a trained policy, so one
+        sweep over ``agent=`` compares them all).
     :param train_batch_size: RLlib: home-steps per iteration (rounded down to whole fleet steps);
         SB3 (centralized): env steps per iteration (n_steps).
     :param minibatch_size: RLlib: home-step rows per SGD minibatch; SB3: env steps.
@@ -43,6 +48,8 @@ class AgentConfig:
     initial_log_std: float = -0.5
     num_envs_per_env_runner: int = 1
     resample_fleet: bool = True
+    rules: RuleConfig = field(default_factory=RuleConfig)
+    mpc: MpcConfig = field(default_factory=MpcConfig)
 
     def __post_init__(self) -> None:
         if self.name not in AGENTS:
@@ -64,6 +71,32 @@ class AgentConfig:
 
 
 @dataclass
+class TrainingSettings:
+    """The training budget and logging cadence.
+
+    :param iterations: RLlib training iterations / SB3 rollouts of ``agent.train_batch_size`` steps.
+    :param time_budget_s: stop after the iteration that crosses this many seconds of training (None: no limit).
+    :param log_every: KPIs and a dispatch plot of a deterministic episode every this many iterations.
+    :param checkpoint_every: also checkpoint every this many iterations (0: only at the end).
+    """
+
+    iterations: int = 30
+    time_budget_s: float | None = None
+    log_every: int = 5
+    checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.iterations <= 10_000_000:
+            raise ValueError(f"TrainingSettings.iterations must be in [1, 10000000], got {self.iterations}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"TrainingSettings.time_budget_s must be > 0 or null, got {self.time_budget_s}")
+        if not 1 <= self.log_every <= 10_000_000:
+            raise ValueError(f"TrainingSettings.log_every must be >= 1, got {self.log_every}")
+        if not 0 <= self.checkpoint_every <= 10_000_000:
+            raise ValueError(f"TrainingSettings.checkpoint_every must be >= 0, got {self.checkpoint_every}")
+
+
+@dataclass
 class ShieldSettings:
     """The safety shield in the training loop (and in evaluation of the trained policy)."""
 
@@ -77,7 +110,6 @@ class TrainConfig:
     """One training run: scenario, agent, shield, budget, evaluation.
 
     :param task: a task name or several joined by '+'.
-    :param iterations: RLlib training iterations / SB3 rollouts of ``agent.train_batch_size`` steps.
     :param eval_start_days: held-out days for the final evaluation (episodes start at random days in training).
     :param resume_from: a checkpoint directory written by an earlier run.
     :param ray_address: an existing Ray cluster to join (None: a local Ray instance).
@@ -91,8 +123,7 @@ class TrainConfig:
     episode_hours: float = 24.0
     agent: AgentConfig = field(default_factory=AgentConfig)
     shield: ShieldSettings = field(default_factory=ShieldSettings)
-    iterations: int = 30
-    log_every: int = 5
+    training: TrainingSettings = field(default_factory=TrainingSettings)
     evaluate: bool = True
     eval_policies: list[str] = field(default_factory=lambda: ["no_control", "rule_based", "oracle"])
     eval_seeds: list[int] = field(default_factory=lambda: [100, 101, 102])
@@ -103,10 +134,6 @@ class TrainConfig:
     output_dir: str = "."
 
     def __post_init__(self) -> None:
-        if not 1 <= self.iterations <= 1_000_000:
-            raise ValueError(f"TrainConfig.iterations must be in [1, 1000000], got {self.iterations}")
-        if not 1 <= self.log_every <= 1_000_000:
-            raise ValueError(f"TrainConfig.log_every must be >= 1, got {self.log_every}")
         unknown = [p for p in self.eval_policies if p not in POLICIES]
         if unknown:
             raise ValueError(f"TrainConfig.eval_policies: unknown {unknown}; choose from {list(POLICIES)}")

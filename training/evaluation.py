@@ -32,8 +32,15 @@ TABLE_COLUMNS = ("return", "oracle_savings_captured", "energy_cost", "energy_cos
 
 @dataclass
 class MpcConfig:
+    """Receding-horizon LP settings (hours)."""
+
     horizon_h: float = 24.0
     replan_every_h: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.replan_every_h <= self.horizon_h <= 24 * 14:
+            raise ValueError(f"MpcConfig: need 0 < replan_every_h <= horizon_h <= 336, got "
+                             f"replan_every_h={self.replan_every_h}, horizon_h={self.horizon_h}")
 
 
 @dataclass

@@ -20,11 +20,13 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from ..agents.oracle import Mpc, Oracle
 from ..agents.policy import Policy
+from ..agents.rule_based import RuleBased
 from ..deployment.shield import Shield, ShieldConfig
 from ..deployment.shielded_policy import ShieldedPolicy
 from ..envs.vpp_env import VppEnv
-from .config import TrainConfig
+from .config import YARDSTICKS, TrainConfig
 from .evaluation import EvaluateConfig, rollout
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
@@ -35,10 +37,14 @@ LOGGED_KPIS = ("energy_cost", "energy_cost_adjusted", "peak_kw", "load_factor", 
 
 
 class Trainer:
-    """One algorithm behind a three-call interface: ``step()``, ``policy()``, ``save(path)``."""
+    """One algorithm behind a three-call interface: ``step()``, ``policy()``, ``save(path)``.
+    Yardstick agents (rule_based, oracle, mpc) have nothing to learn: ``learns`` is False."""
 
     def __init__(self, cfg: TrainConfig, shield: Shield | None) -> None:
         self.cfg = cfg
+        self.learns = cfg.agent.name not in YARDSTICKS
+        if not self.learns:
+            return
         if cfg.agent.name == "rllib_ppo":
             from . import rllib_adapter as rl
 
@@ -56,11 +62,22 @@ class Trainer:
         return self._sb3.train_iteration(self.model, self.cfg.agent.train_batch_size, self.cfg.fleet.num_homes)
 
     def policy(self) -> Policy:
+        a = self.cfg.agent
+        if a.name == "rule_based":
+            return RuleBased(a.rules)
+        if a.name == "oracle":
+            return Oracle()
+        if a.name == "mpc":
+            return Mpc(horizon_h=a.mpc.horizon_h, replan_every_h=a.mpc.replan_every_h)
         if self.cfg.agent.name == "rllib_ppo":
             return self._rl.RllibPolicy(module=self.algo.get_module(self._rl.module_id(self.cfg)))
         return self._sb3.Sb3Policy(model=self.model, algorithm=self.cfg.agent.name)
 
     def save(self, path: Path) -> Path:
+        if not self.learns:  # a yardstick's "checkpoint" is its settings
+            path.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(OmegaConf.structured(self.cfg.agent), path / "agent.yaml")
+            return path
         if self.cfg.agent.name == "rllib_ppo":
             return self._rl.save(self.algo, path)
         return self._sb3.save(self.model, path)
@@ -85,14 +102,19 @@ def train(cfg: TrainConfig) -> dict:
     trainer = Trainer(cfg, shield)
     probe_env = VppEnv(**cfg.env_kwargs())
     probe_days = cfg.eval_start_days[:1] if cfg.eval_start_days else [110]
+    budget = cfg.training
     t_start, last_steps, last_t = time.perf_counter(), 0.0, time.perf_counter()
-    for it in range(1, cfg.iterations + 1):
+    last_it = 0
+    for it in range(1, (budget.iterations if trainer.learns else 0) + 1):
         metrics = trainer.step()
+        last_it = it
         now = time.perf_counter()
         home_steps = metrics["home_steps"]
         rate = (home_steps - last_steps) / max(now - last_t, 1e-9)
         last_steps, last_t = home_steps, now
-        print(f"[{it}/{cfg.iterations}] return {metrics['episode_return']:10.3f}  home-steps {home_steps:12,.0f}  "
+        out_of_time = budget.time_budget_s is not None and now - t_start >= budget.time_budget_s
+        final = it == budget.iterations or out_of_time
+        print(f"[{it}/{budget.iterations}] return {metrics['episode_return']:10.3f}  home-steps {home_steps:12,.0f}  "
               f"{rate:9,.0f} home-steps/s  {now - t_start:7.1f} s", flush=True)
         if writer:
             writer.add_scalar("charts/episode_return", metrics["episode_return"], it)
@@ -100,13 +122,19 @@ def train(cfg: TrainConfig) -> dict:
             for key, value in metrics.items():
                 if key.startswith("losses/"):
                     writer.add_scalar(key, value, it)
-        if writer and (it % cfg.log_every == 0 or it == cfg.iterations):
+        if budget.checkpoint_every and it % budget.checkpoint_every == 0 and not final:
+            trainer.save(out / "checkpoints" / f"iter_{it:06d}")
+        if writer and (it % budget.log_every == 0 or final):
             policy = ShieldedPolicy(trainer.policy(), shield) if shield else trainer.policy()
             row, trace = rollout(probe_env, policy, seed=cfg.eval_seeds[0], start_day=probe_days[0])
             for key in LOGGED_KPIS:
                 writer.add_scalar(f"kpis/{key}", row[key], it)
             writer.add_scalar("kpis/return", row["return"], it)
             _log_dispatch(writer, {"learned": trace}, out, it)
+        if out_of_time:
+            print(f"time budget of {budget.time_budget_s:g} s reached after {it} iterations", flush=True)
+            break
+    train_s = time.perf_counter() - t_start
     checkpoint = trainer.save(out / "checkpoint")
     print(f"checkpoint: {checkpoint}")
     summary: list[dict] = []
@@ -114,15 +142,15 @@ def train(cfg: TrainConfig) -> dict:
         from .evaluate import run as run_evaluation
 
         learned = ShieldedPolicy(trainer.policy(), shield) if shield else trainer.policy()
-        eval_cfg = _eval_config(cfg, out / "evaluation", list(cfg.eval_policies), list(cfg.eval_seeds),
-                                cfg.eval_start_days)
+        others = [p for p in cfg.eval_policies if p != cfg.agent.name]
+        eval_cfg = _eval_config(cfg, out / "evaluation", others, list(cfg.eval_seeds), cfg.eval_start_days)
         text, summary = run_evaluation(eval_cfg, extra={cfg.agent.name: learned})
         print(text)
         if writer:
             for s in summary:
                 for key, value in s.items():
                     if isinstance(value, float) and value == value:
-                        writer.add_scalar(f"eval/{s['policy']}/{key}", value, cfg.iterations)
+                        writer.add_scalar(f"eval/{s['policy']}/{key}", value, last_it)
     if writer:
         mine = next((s for s in summary if s["policy"] == cfg.agent.name), {})
         hparams = {"agent": cfg.agent.name, "lr": cfg.agent.lr, "gamma": cfg.agent.gamma, "seed": cfg.seed,
@@ -131,7 +159,8 @@ def train(cfg: TrainConfig) -> dict:
                    and mine[k] == mine[k]}
         writer.add_hparams(hparams, metrics or {"hparam/return": float("nan")})
         writer.close()
-    return {"checkpoint": str(checkpoint), "summary": summary}
+    return {"checkpoint": str(checkpoint), "summary": summary, "iterations": last_it, "train_s": train_s,
+            "home_steps": last_steps}
 
 
 def _log_dispatch(writer, traces: dict, out: Path, step: int) -> None:
