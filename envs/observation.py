@@ -17,7 +17,8 @@ HOME_FEATURES: tuple[str, ...] = (
     "battery_soc", "battery_kwh/20", "battery_reserve_soc",
     "ev_connected", "ev_needed_kwh/50", "ev_hours_to_departure/24", "ev_charger_kw/11", "ev_v2g",
     "indoor_temp_rel_band", "hvac_heating_mode", "heat_pump_kw/5", "vulnerable",
-    "tank_temp_rel_band", "water_heater_kw/5",
+    "indoor_next_off_rel_band", "indoor_next_full_rel_band",
+    "tank_temp_rel_band", "water_heater_kw/5", "tank_next_off_rel_band", "tank_next_full_rel_band",
     "flex_baseline_kw/100", "flex_backlog_rel",
 )
 BASE_GLOBAL_FEATURES: tuple[str, ...] = (
@@ -75,8 +76,16 @@ class ObservationBuilder:
         th = f.thermostat
         h[:, c["indoor_temp_rel_band"]] = th.temp_c * self._th_scale - self._th_offset
         h[:, c["hvac_heating_mode"]] = th.heating
+        # where the next step ends with the device off / at full power: the home's thermal dynamics
+        # (RC, gains, weather, hot-water draw) in the band's units, so a shared policy can plan with them
+        h[:, c["indoor_next_off_rel_band"]] = th.free_temp_c * self._th_scale - self._th_offset
+        h[:, c["indoor_next_full_rel_band"]] = ((th.free_temp_c + th.gain_c_per_kw * th.p_max) * self._th_scale
+                                                - self._th_offset)
         wh = f.water_heater
         h[:, c["tank_temp_rel_band"]] = wh.temp_c * self._wh_scale - self._wh_offset
+        h[:, c["tank_next_off_rel_band"]] = wh.free_temp_c * self._wh_scale - self._wh_offset
+        h[:, c["tank_next_full_rel_band"]] = ((wh.free_temp_c + wh.gain_c_per_kw * wh.p_max) * self._wh_scale
+                                              - self._wh_offset)
         h[:, c["flex_baseline_kw/100"]] = f.flex.baseline_kw / 100.0
         h[:, c["flex_backlog_rel"]] = f.flex.backlog_kwh * self._backlog_scale
         return h

@@ -16,7 +16,8 @@ class PriceArbitrage(Task):
     """
 
     name = "price_arbitrage"
-    obs_names = ("price_next_import", "price_mean_day")
+    obs_names = ("price_next_import", "price_mean_day", "price_max_next_12h", "price_min_next_12h",
+                 "hours_to_max_price_next_12h/12")
 
     def __init__(self, price_scale: float = 1.0) -> None:
         check_ranges("PriceArbitrage", price_scale=(price_scale, 0.0, 100.0))
@@ -30,7 +31,12 @@ class PriceArbitrage(Task):
         # price one hour ahead: TOU schedules are public, so this is not a leak of the future
         p = fleet.profiles
         ahead = (fleet.row + max(1, 3600 // p.dt_s)) % p.num_rows
-        return np.array([p.grid[ahead, G["price_import"]] * self.price_scale, self._mean_price])
+        window = max(1, 12 * 3600 // p.dt_s)
+        rows = (fleet.row + np.arange(window)) % p.num_rows
+        outlook = p.grid[rows, G["price_import"]] * self.price_scale
+        to_max_h = float(np.argmax(outlook)) * p.dt_s / 3600.0
+        return np.array([p.grid[ahead, G["price_import"]] * self.price_scale, self._mean_price, outlook.max(),
+                         outlook.min(), to_max_h / 12.0])
 
     def reward(self, fleet: Fleet, outcome: StepOutcome) -> np.ndarray:
         self.t += 1
