@@ -60,6 +60,7 @@ class KpiTracker:
             "ramping_kw": self.ramping_kw, "emissions_kg": self.emissions_kg,
             "degradation_cost": self.degradation_cost, "pv_curtailed_kwh": self.pv_curtailed_kwh,
             "discomfort_degh": self.costs["thermal_discomfort_degh"],
+            "ev_required_kwh": self.ev_required_kwh,
             "ev_unmet_fraction": (self.costs["ev_unmet_kwh"] / self.ev_required_kwh
                                   if self.ev_required_kwh > 0 else 0.0),
         }

@@ -48,10 +48,29 @@ def test_rllib_multi_agent_ppo_trains_checkpoints_transfers_and_resumes(tmp_path
     action = policy.act(obs)
     assert action.shape == big.action_space.shape and np.all(np.abs(action) <= 1.0)
     big.step(action)
-    # resuming from the checkpoint continues training
+    # resuming from the checkpoint continues training (weights and step counters carry over)
     resumed = train(tiny(tmp_path / "resumed", "rllib_ppo", resume_from=result["checkpoint"], evaluate=False,
                          tensorboard=False))
-    assert resumed["checkpoint"]
+    assert resumed["home_steps"] > result["home_steps"]
+    RllibPolicy(checkpoint=resumed["checkpoint"])
+
+
+@pytest.mark.slow
+def test_rllib_per_agent_reference_path_trains_and_serves(tmp_path):
+    """The plain MultiAgentEnv path (one RLlib agent per home), kept as the throughput reference."""
+    from vpprl.training.rllib_adapter import RllibPolicy
+    from vpprl.training.train import train
+
+    cfg = tiny(tmp_path, "rllib_ppo", evaluate=False, tensorboard=False)
+    cfg.agent.home_batch = False
+    cfg.training.iterations = 1
+    result = train(cfg)
+    assert result["home_steps"] >= 96
+    env = VppEnv(task="price_arbitrage", num_homes=6, seed=1)
+    obs, _ = env.reset(seed=0)
+    policy = RllibPolicy(checkpoint=result["checkpoint"])
+    policy.reset(env)
+    assert policy.act(obs).shape == env.action_space.shape
 
 
 @pytest.mark.slow

@@ -67,10 +67,10 @@ def build_algorithm(cfg: TrainConfig, shield: Any = None):
         from ..envs.multi_agent import VppMultiAgentEnv
 
         config = (config.environment(VppMultiAgentEnv, env_config=env_config)
-                  .multi_agent(policies={MODULE_ID}, policy_mapping_fn=_policy_mapping)
+                  .multi_agent(policies={MODULE_ID}, policy_mapping_fn=_policy_mapping, count_steps_by="agent_steps")
                   .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(a.hidden), fcnet_activation="tanh"))
-                  .training(train_batch_size_per_learner=max(1, a.train_batch_size // n),
-                            minibatch_size=a.minibatch_size, **common))
+                  .training(train_batch_size_per_learner=a.train_batch_size,
+                            minibatch_size=min(a.minibatch_size, a.train_batch_size), **common))
     algo = config.build_algo()
     if cfg.resume_from:
         algo.restore_from_path(str(Path(cfg.resume_from).resolve()))
