@@ -11,6 +11,10 @@ episode (what replacing it would cost at best). Stored energy counts as
     home:         +- capacitance * T / COP_REF          (+ in heating season, - in cooling season)
 It applies when the scenario prices energy (a price-arbitrage task); EVs that leave exactly at the
 horizon have their unmet energy counted as at any other departure, for every task.
+The env pays it as it accrues: every step adds the change of stored energy over that step at the same
+price. The sum over the episode telescopes to the end-minus-start value (returns and KPIs are those of a
+lump sum at the horizon), but the credit lands on the step that filled or drained storage: a dense,
+potential-based signal instead of one large, partly unpredictable reward at the last step.
 """
 
 from __future__ import annotations

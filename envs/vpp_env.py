@@ -107,6 +107,7 @@ class VppEnv(gym.Env):
         self._terminal_price = terminal_price(self.fleet, self.episode_steps, pa.price_scale) if pa else 0.0
         self._heating0 = self.fleet.thermostat.heating.copy()
         self._stored0 = stored_energy_kwh(self.fleet, self._heating0) if pa else None
+        self._stored_prev = self._stored0
         self._terminal_value = 0.0
         return {"start_seconds": self.fleet.start_s}
 
@@ -140,12 +141,17 @@ class VppEnv(gym.Env):
             outcome.costs["ev_unmet_kwh"] = outcome.costs["ev_unmet_kwh"] + self.fleet.pending_ev_unmet()
             outcome.ev_required_kwh_departed += self.fleet.pending_ev_required()
         reward_home, info = self._score(outcome)
+        if self._stored_prev is not None:
+            # the terminal value paid as it accrues: each step's change of stored energy at the terminal
+            # price. The episode sum is exactly the end-minus-start value (it telescopes), but the credit
+            # lands on the step that charged or drained storage instead of on the last one.
+            stored = stored_energy_kwh(self.fleet, self._heating0)
+            gain = self._terminal_price * (stored - self._stored_prev)
+            self._stored_prev = stored
+            reward_home = reward_home + gain
+            self._terminal_value += float(gain.sum())
+            info["reward_per_home"] = reward_home
         if truncated:
-            if self._stored0 is not None:
-                gain = self._terminal_price * (stored_energy_kwh(self.fleet, self._heating0) - self._stored0)
-                reward_home = reward_home + gain
-                self._terminal_value = float(gain.sum())
-                info["reward_per_home"] = reward_home
             info["kpis"] = self.kpis()
         return reward_home, truncated, info
 

@@ -47,7 +47,7 @@ class TestOracle:
         env.reset(seed=0)
         env.fleet.battery.energy_kwh[:] = 0.5  # start empty (soc_min) ...
         env.fleet.battery.prepare()
-        env._stored0 = stored_energy_kwh(env.fleet, env._heating0)  # ... and account the episode from there
+        env._stored0 = env._stored_prev = stored_energy_kwh(env.fleet, env._heating0)  # ... account from there
         oracle = Oracle()
         oracle.reset(env)
         expected_cost = 1.0 - 2.0 * (0.38 - 0.02975 / 0.9025)

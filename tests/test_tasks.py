@@ -97,3 +97,22 @@ def test_frequency_regulation_env_rewards_tracking():
         a[:, 0] = np.clip(want / np.maximum(cap, 1e-9), -1, 1)
         _, _, _, truncated, info = env.step(a.ravel())
     assert truncated and info["kpis"]["reg_score"] > 0.9
+
+
+def test_terminal_value_accrues_each_step_and_sums_to_end_minus_start():
+    from vpprl.envs.terminal import stored_energy_kwh
+
+    env = VppEnv(task="price_arbitrage", num_homes=10, seed=0, episode_hours=6.0)
+    env.reset(seed=1)
+    start, price = env._stored0.copy(), env._terminal_price
+    rng = np.random.default_rng(0)
+    accrued = 0.0
+    done = False
+    while not done:
+        before = stored_energy_kwh(env.fleet, env._heating0)
+        _, _, _, done, info = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+        after = stored_energy_kwh(env.fleet, env._heating0)
+        accrued += price * float((after - before).sum())
+    assert price > 0 and abs(float((after - start).sum())) > 1.0  # random actions do move stored energy
+    assert info["kpis"]["terminal_value"] == pytest.approx(price * float((after - start).sum()), rel=1e-6)
+    assert info["kpis"]["terminal_value"] == pytest.approx(accrued, rel=1e-6)
