@@ -6,7 +6,12 @@ of a per-agent dict: observation (N, F + G), action (N, D), and ``info["reward_p
 A shared per-home policy applies over the first axis, and a learner that reads the per-home rewards
 (``vpprl.training.rllib_home_batch``) computes per-home advantages, so the learning problem is
 unchanged while the RL library handles one env step per fleet step instead of N agent steps.
-The scalar ``reward`` is the fleet mean (as in ``VppEnv``), for logging. Imports neither torch nor ray.
+The scalar ``reward`` is the fleet mean (as in ``VppEnv``), for logging.
+
+``info["reward_weight"]`` (N,) puts every home's reward on a common scale for learning: 1 / site size,
+the size counted in typical homes (1 + the C&I flexible load's mean kW). A 300 kW C&I site's dollars
+would otherwise swamp the value loss and the advantage normalisation of a fleet of 1 kW homes. A
+positive constant per home leaves each home's optimal policy unchanged. Imports neither torch nor ray.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class VppHomeBatchEnv(gym.Env):
             cfg = self.env.config
             self.env = VppEnv(replace(cfg, fleet=replace(cfg.fleet, seed=fleet_seed)), self.env.fleet.profiles)
         info = self.env.reset_fleet(seed=seed)
+        self.reward_weight = (1.0 / (1.0 + self.env.fleet.layout.flex_load.scale_kw)).astype(np.float32)
         return self.env.agent_observations(), info
 
     def step(self, action: np.ndarray):
@@ -58,7 +64,7 @@ class VppHomeBatchEnv(gym.Env):
             raise ValueError(f"action must have shape {self.action_space.shape} (homes x device classes), "
                              f"got {action.shape}")
         reward, truncated, info = self.env.advance_action(action, self.shield)
-        out = {"reward_per_home": reward.astype(np.float32)}
+        out = {"reward_per_home": reward.astype(np.float32), "reward_weight": self.reward_weight}
         for key in ("kpis", "shield"):
             if key in info:
                 out[key] = info[key]

@@ -35,6 +35,26 @@ def test_home_batch_env_matches_the_multi_agent_env():
     assert "kpis" in info
 
 
+def test_reward_weights_put_c_and_i_sites_on_the_scale_of_a_home():
+    from vpprl.envs import FleetConfig, Ownership
+
+    own = Ownership(battery=0.5, ev=0.5, pv=0.5, water_heater=0.5, thermostat=0.5, flex_load=0.5)
+    env = VppHomeBatchEnv(task="price_arbitrage", fleet=FleetConfig(num_homes=12, seed=0, ownership=own))
+    env.reset(seed=0)
+    flex_kw = env.env.fleet.layout.flex_load.scale_kw
+    assert (flex_kw > 0).any() and (flex_kw == 0).any()
+    raw, weighted = [], []
+    for _ in range(8):
+        _, _, _, _, info = env.step(np.zeros(env.action_space.shape, np.float32))
+        np.testing.assert_allclose(info["reward_weight"], 1.0 / (1.0 + flex_kw), rtol=1e-6)
+        raw.append(np.abs(info["reward_per_home"]))
+        weighted.append(np.abs(info["reward_per_home"] * info["reward_weight"]))
+    raw, weighted = np.median(raw, axis=0), np.median(weighted, axis=0)
+    ci, home = flex_kw > 0, flex_kw == 0
+    assert np.median(raw[ci]) > 10 * np.median(raw[home])  # dollars differ by orders of magnitude ...
+    assert np.median(weighted[ci]) < 3 * np.median(raw[home])  # ... the learning signal does not
+
+
 def test_home_batch_env_checks_and_rejects_wrong_action_shape():
     env = VppHomeBatchEnv(task="peak_shaving", num_homes=3, episode_hours=1.0)
     check_env(env, skip_render_check=True)
@@ -96,7 +116,8 @@ def test_learner_batch_has_one_row_per_home_step_with_its_own_reward(tmp_path):
     try:
         episodes = algo.env_runner.sample(num_timesteps=20, random_actions=False)
         learner = algo.learner_group._learner
-        per_home = [np.stack([info["reward_per_home"] for info in e.get_infos()[1:]]) for e in episodes]
+        per_home = [np.stack([info["reward_per_home"] * info["reward_weight"] for info in e.get_infos()[1:]])
+                    for e in episodes]
         steps = sum(len(e) for e in episodes)
         batch = learner._learner_connector(rl_module=learner.module, batch={}, episodes=episodes, shared_data={},
                                            metrics=learner.metrics)[DEFAULT_MODULE_ID]

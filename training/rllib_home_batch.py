@@ -30,6 +30,7 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from torch import nn
 
 REWARD_KEY = "reward_per_home"
+WEIGHT_KEY = "reward_weight"  # optional per-home scale of the learning signal (see VppHomeBatchEnv)
 
 
 def _mlp(n_in: int, hidden: list[int], n_out: int, activation: type[nn.Module], out_gain: float) -> nn.Sequential:
@@ -117,18 +118,19 @@ class HomeBatchGae(ConnectorV2):
         rows, n_homes = int(obs.shape[0]), int(obs.shape[1])
         with torch.no_grad():
             values = module.compute_values(module_batch).cpu().numpy().astype(np.float32)
-        rewards = self._per_home_rewards(episodes, rows, n_homes)
+        rewards, weights = self._per_home_rewards(episodes, rows, n_homes)
         fleet_rewards = module_batch[Columns.REWARDS].cpu().numpy()
         if not np.allclose(rewards.mean(axis=1), fleet_rewards, rtol=1e-4, atol=1e-5):
             raise RuntimeError("per-home rewards do not average to the env's fleet reward: the env must put "
                                f"info[{REWARD_KEY!r}] (N,) next to a reward equal to their mean")
+        rewards *= weights
         targets = gae_per_home(values, rewards, module_batch[Columns.TERMINATEDS].cpu().numpy(),
                                module_batch[Columns.TRUNCATEDS].cpu().numpy(), self.gamma, self.lambda_)
         advantages = targets - values
         mask = module_batch[Columns.LOSS_MASK].cpu().numpy().astype(bool)
         valid = advantages[mask]
         advantages = (advantages - valid.mean()) / max(1e-4, float(valid.std()))
-        module_batch[Columns.REWARDS] = rewards
+        module_batch[Columns.REWARDS] = rewards  # weighted: what the value function learns
         module_batch[Postprocessing.ADVANTAGES] = advantages
         module_batch[Postprocessing.VALUE_TARGETS] = targets
         batch[DEFAULT_MODULE_ID] = {key: self._rows(value, rows, n_homes, key)
@@ -136,19 +138,24 @@ class HomeBatchGae(ConnectorV2):
         return batch
 
     @staticmethod
-    def _per_home_rewards(episodes: list, rows: int, n_homes: int) -> np.ndarray:
-        """(rows, N) rewards in batch order: each chunk's steps, then 0 for its phantom row."""
+    def _per_home_rewards(episodes: list, rows: int, n_homes: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, N) rewards and learning weights in batch order: each chunk's steps, then its phantom row
+        (reward 0)."""
         out = np.zeros((rows, n_homes), dtype=np.float32)
+        weights = np.ones((rows, n_homes), dtype=np.float32)
         i = 0
         for episode in episodes:
             infos = episode.get_infos()
             steps = len(episode) - 1  # the connector pipeline added one phantom step
             for t in range(steps):
-                out[i + t] = infos[t + 1][REWARD_KEY]
+                info = infos[t + 1]
+                out[i + t] = info[REWARD_KEY]
+                if WEIGHT_KEY in info:
+                    weights[i + t] = info[WEIGHT_KEY]
             i += steps + 1
         if i != rows:
             raise RuntimeError(f"episodes hold {i} rows but the batch has {rows}")
-        return out
+        return out, weights
 
     @staticmethod
     def _rows(value: Any, rows: int, n_homes: int, key: str) -> torch.Tensor:
