@@ -36,8 +36,8 @@ class AgentConfig:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     hidden: list[int] = field(default_factory=lambda: [64, 64])
-    train_batch_size: int = 960
-    minibatch_size: int = 256
+    train_batch_size: int = 30720
+    minibatch_size: int = 4096
     num_epochs: int = 4
     num_env_runners: int = 0
     entropy_coeff: float = 0.0
@@ -46,7 +46,7 @@ class AgentConfig:
     grad_clip: float | None = 0.5
     home_batch: bool = True
     initial_log_std: float = -0.5
-    num_envs_per_env_runner: int = 1
+    num_envs_per_env_runner: int = 16
     resample_fleet: bool = True
     rules: RuleConfig = field(default_factory=RuleConfig)
     mpc: MpcConfig = field(default_factory=MpcConfig)
@@ -80,9 +80,9 @@ class TrainingSettings:
     :param checkpoint_every: also checkpoint every this many iterations (0: only at the end).
     """
 
-    iterations: int = 30
+    iterations: int = 100
     time_budget_s: float | None = None
-    log_every: int = 5
+    log_every: int = 25
     checkpoint_every: int = 0
 
     def __post_init__(self) -> None:

@@ -153,8 +153,12 @@ def train(cfg: TrainConfig) -> dict:
                         writer.add_scalar(f"eval/{s['policy']}/{key}", value, last_it)
     if writer:
         mine = next((s for s in summary if s["policy"] == cfg.agent.name), {})
-        hparams = {"agent": cfg.agent.name, "lr": cfg.agent.lr, "gamma": cfg.agent.gamma, "seed": cfg.seed,
-                   "task": cfg.task, "homes": cfg.fleet.num_homes, "shield": cfg.shield.enabled}
+        a = cfg.agent
+        hparams = {"agent": a.name, "lr": a.lr, "gamma": a.gamma, "gae_lambda": a.gae_lambda, "seed": cfg.seed,
+                   "task": cfg.task, "homes": cfg.fleet.num_homes, "shield": cfg.shield.enabled,
+                   "hidden": "x".join(map(str, a.hidden)), "train_batch_size": a.train_batch_size,
+                   "minibatch_size": a.minibatch_size, "num_epochs": a.num_epochs,
+                   "entropy_coeff": a.entropy_coeff, "home_batch": a.home_batch, "iterations": last_it}
         metrics = {f"hparam/{k}": float(mine[k]) for k in ("return", "oracle_savings_captured") if k in mine
                    and mine[k] == mine[k]}
         writer.add_hparams(hparams, metrics or {"hparam/return": float("nan")})
