@@ -64,6 +64,7 @@ def main() -> None:
         ("home_batch", 20, 1, True, 30720 // scale),
         ("home_batch", 20, 16, True, 30720 // scale),
         ("home_batch", 500, 1, True, 96000 // scale),
+        ("per_agent", 500, 1, False, 24000 // scale),
     ]
     rows = [measure(*case, iterations=args.iterations) for case in cases]
     base = rows[0]["home_steps_per_s"]

@@ -172,3 +172,29 @@ def test_exact_per_home_shift_matches_bisection():
     np.testing.assert_allclose(exact.sum(0), np.clip(target, lo.sum(0), hi.sum(0)), atol=1e-9)
     reference = Shield(ShieldConfig(bisection_iterations=200))._shift_to_total(x, lo, hi, target, True)
     np.testing.assert_allclose(exact, reference, atol=1e-4)
+
+
+def test_shielded_policy_keeps_any_policy_safe_and_totals_interventions():
+    from vpprl.agents.policy import Policy
+    from vpprl.deployment.shielded_policy import ShieldedPolicy
+
+    class FullBlast(Policy):
+        name = "full_blast"
+
+        def act(self, obs):
+            return np.where(np.arange(self.env.action_space.shape[0]) % 2 == 0, 1.0, -1.0).astype(np.float32)
+
+    env = VppEnv(task="price_arbitrage", num_homes=8, seed=0, episode_hours=4.0)
+    policy = ShieldedPolicy(FullBlast(), Shield())
+    obs, _ = env.reset(seed=0)
+    policy.reset(env)
+    done = False
+    while not done:
+        obs, _, _, done, info = env.step(policy.act(obs))
+    kpis = info["kpis"]
+    assert kpis["battery_reserve_kwh_h"] == 0.0 and kpis["site_limit_kwh"] == 0.0
+    assert kpis["power_limit_kwh"] < 1e-3
+    assert policy.interventions["shield/battery/interventions"] > 0
+    assert set(policy.interventions) >= {f"shield/{d}/moved_kw" for d in ("battery", "ev", "thermostat")}
+    policy.reset(env)
+    assert policy.interventions == {}

@@ -39,6 +39,7 @@ def test_rllib_multi_agent_ppo_trains_checkpoints_transfers_and_resumes(tmp_path
     tags = tb_scalars(tmp_path / "run" / "tensorboard")
     assert {"charts/episode_return", "perf/home_steps_per_s", "kpis/energy_cost", "kpis/ev_unmet_kwh"} <= tags
     assert any("entropy" in t for t in tags) and any("learning_rate" in t for t in tags)
+    assert {"shield/battery/interventions", "shield/ev/moved_kw"} <= tags
     assert (tmp_path / "run" / "evaluation" / "kpis.md").exists()
     # the shared per-home policy acts unchanged on a fleet 10x larger
     policy = RllibPolicy(checkpoint=result["checkpoint"])

@@ -130,6 +130,8 @@ def train(cfg: TrainConfig) -> dict:
             for key in LOGGED_KPIS:
                 writer.add_scalar(f"kpis/{key}", row[key], it)
             writer.add_scalar("kpis/return", row["return"], it)
+            for key, value in getattr(policy, "interventions", {}).items():  # shield/<device>/interventions ...
+                writer.add_scalar(key, value, it)
             _log_dispatch(writer, {"learned": trace}, out, it)
         if out_of_time:
             print(f"time budget of {budget.time_budget_s:g} s reached after {it} iterations", flush=True)
