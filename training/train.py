@@ -132,6 +132,9 @@ def train(cfg: TrainConfig) -> dict:
             writer.add_scalar("kpis/return", row["return"], it)
             for key, value in getattr(policy, "interventions", {}).items():  # shield/<device>/interventions ...
                 writer.add_scalar(key, value, it)
+            print(f"    probe episode (deterministic, day {probe_days[0]}): return {row['return']:.2f}  energy cost "
+                  f"{row['energy_cost']:.2f}  peak {row['peak_kw']:.1f} kW  discomfort {row['discomfort_degh']:.2f} "
+                  f"degh  EV unmet {row['ev_unmet_kwh']:.2f} kWh", flush=True)
             _log_dispatch(writer, {"learned": trace}, out, it)
         if out_of_time:
             print(f"time budget of {budget.time_budget_s:g} s reached after {it} iterations", flush=True)
