@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from .fleet import NUM_DEVICE_CLASSES
-from .vpp_env import VppEnv
+from .vpp_env import VppEnv, unpack_env_config
 
 
 class VppHomeBatchEnv(gym.Env):
@@ -35,9 +35,7 @@ class VppHomeBatchEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, config: Any = None, **kwargs: Any) -> None:
-        if isinstance(config, dict):  # RLlib passes env_config as a dict-like EnvContext
-            kwargs = {**dict(config), **kwargs}
-            config = kwargs.pop("config", None)
+        config, kwargs = unpack_env_config(config, kwargs)
         self.shield = kwargs.pop("shield", None)
         self.resample_fleet = bool(kwargs.pop("resample_fleet", False))
         self.env = VppEnv(config, **kwargs)

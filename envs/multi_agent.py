@@ -16,7 +16,7 @@ import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from .fleet import NUM_DEVICE_CLASSES
-from .vpp_env import VppEnv
+from .vpp_env import VppEnv, unpack_env_config
 
 
 class VppMultiAgentEnv(MultiAgentEnv):
@@ -26,9 +26,7 @@ class VppMultiAgentEnv(MultiAgentEnv):
 
     def __init__(self, config: Any = None, **kwargs: Any) -> None:
         super().__init__()
-        if isinstance(config, dict):  # RLlib passes env_config as a dict-like EnvContext
-            kwargs = {**dict(config), **kwargs}
-            config = kwargs.pop("config", None)
+        config, kwargs = unpack_env_config(config, kwargs)
         self.shield = kwargs.pop("shield", None)
         self.env = VppEnv(config, **kwargs)
         n = self.env.n

@@ -64,6 +64,15 @@ def scenario_from_kwargs(task: str | dict | None = None, num_homes: int | None =
     return replace(cfg, fleet=fleet, **overrides)
 
 
+def unpack_env_config(config: Any, kwargs: dict) -> tuple[Any, dict]:
+    """(config, kwargs) for ``VppEnv`` from an env's arguments: RLlib passes everything as one dict-like
+    ``EnvContext`` (possibly holding ``config``), other callers a ScenarioConfig and/or keywords."""
+    if isinstance(config, dict):
+        kwargs = {**dict(config), **kwargs}
+        config = kwargs.pop("config", None)
+    return config, kwargs
+
+
 class VppEnv(gym.Env):
     """Centralized fleet env for single-agent RL (SB3), the LP oracle and rule-based baselines."""
 

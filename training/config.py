@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from ..agents.rule_based import RuleConfig
 from ..envs.fleet_config import FleetConfig
-from .evaluation import POLICIES, MpcConfig
+from ..envs.tasks.base import check_ranges
+from .evaluation import MpcConfig, check_policy_names
 
 LEARNERS = ("rllib_ppo", "sb3_ppo", "sb3_sac")
 YARDSTICKS = ("rule_based", "oracle", "mpc")  # nothing to train: ``vpprl-train agent=oracle`` only evaluates
@@ -54,16 +55,14 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if self.name not in AGENTS:
             raise ValueError(f"AgentConfig.name must be one of {list(AGENTS)}, got {self.name!r}")
-        checks = {"lr": (self.lr, 1e-7, 1.0), "gamma": (self.gamma, 0.0, 1.0),
-                  "gae_lambda": (self.gae_lambda, 0.0, 1.0), "clip_param": (self.clip_param, 1e-3, 10.0),
-                  "vf_clip_param": (self.vf_clip_param, 1e-3, 1e9), "initial_log_std": (self.initial_log_std, -10, 2),
-                  "train_batch_size": (self.train_batch_size, 8, 10_000_000),
-                  "minibatch_size": (self.minibatch_size, 1, 10_000_000), "num_epochs": (self.num_epochs, 1, 1000),
-                  "num_env_runners": (self.num_env_runners, 0, 1024),
-                  "num_envs_per_env_runner": (self.num_envs_per_env_runner, 1, 4096), "entropy_coeff": (self.entropy_coeff, 0.0, 1.0)}
-        for name, (v, lo, hi) in checks.items():
-            if not lo <= v <= hi:
-                raise ValueError(f"AgentConfig.{name} must be in [{lo}, {hi}], got {v!r}")
+        check_ranges("AgentConfig", lr=(self.lr, 1e-7, 1.0), gamma=(self.gamma, 0.0, 1.0),
+                     gae_lambda=(self.gae_lambda, 0.0, 1.0), clip_param=(self.clip_param, 1e-3, 10.0),
+                     vf_clip_param=(self.vf_clip_param, 1e-3, 1e9), initial_log_std=(self.initial_log_std, -10, 2),
+                     train_batch_size=(self.train_batch_size, 8, 10_000_000),
+                     minibatch_size=(self.minibatch_size, 1, 10_000_000), num_epochs=(self.num_epochs, 1, 1000),
+                     num_env_runners=(self.num_env_runners, 0, 1024),
+                     num_envs_per_env_runner=(self.num_envs_per_env_runner, 1, 4096),
+                     entropy_coeff=(self.entropy_coeff, 0.0, 1.0))
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"AgentConfig.grad_clip must be > 0 or null, got {self.grad_clip!r}")
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -86,14 +85,10 @@ class TrainingSettings:
     checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.iterations <= 10_000_000:
-            raise ValueError(f"TrainingSettings.iterations must be in [1, 10000000], got {self.iterations}")
+        check_ranges("TrainingSettings", iterations=(self.iterations, 1, 10_000_000),
+                     log_every=(self.log_every, 1, 10_000_000), checkpoint_every=(self.checkpoint_every, 0, 10_000_000))
         if self.time_budget_s is not None and not self.time_budget_s > 0:
             raise ValueError(f"TrainingSettings.time_budget_s must be > 0 or null, got {self.time_budget_s}")
-        if not 1 <= self.log_every <= 10_000_000:
-            raise ValueError(f"TrainingSettings.log_every must be >= 1, got {self.log_every}")
-        if not 0 <= self.checkpoint_every <= 10_000_000:
-            raise ValueError(f"TrainingSettings.checkpoint_every must be >= 0, got {self.checkpoint_every}")
 
 
 @dataclass
@@ -134,9 +129,7 @@ class TrainConfig:
     output_dir: str = "."
 
     def __post_init__(self) -> None:
-        unknown = [p for p in self.eval_policies if p not in POLICIES]
-        if unknown:
-            raise ValueError(f"TrainConfig.eval_policies: unknown {unknown}; choose from {list(POLICIES)}")
+        check_policy_names("TrainConfig.eval_policies", self.eval_policies)
 
     def env_kwargs(self) -> dict:
         """Keyword arguments of ``VppEnv`` for this run's scenario."""

@@ -30,6 +30,13 @@ TABLE_COLUMNS = ("return", "oracle_savings_captured", "energy_cost", "energy_cos
                  "ev_unmet_kwh", "battery_reserve_kwh_h", "site_limit_kwh", "citylearn_score", "wall_s")
 
 
+def check_policy_names(field_name: str, names: list[str]) -> None:
+    """Raise ValueError naming the field and the valid choices for names that are not yardsticks."""
+    unknown = [p for p in names if p not in POLICIES]
+    if unknown:
+        raise ValueError(f"{field_name}: unknown {unknown}; choose from {list(POLICIES)}")
+
+
 @dataclass
 class MpcConfig:
     """Receding-horizon LP settings (hours)."""
@@ -75,9 +82,7 @@ class EvaluateConfig:
     output_dir: str = "."
 
     def __post_init__(self) -> None:
-        unknown = [p for p in self.policies if p not in POLICIES]
-        if unknown:
-            raise ValueError(f"EvaluateConfig.policies: unknown {unknown}; choose from {list(POLICIES)}")
+        check_policy_names("EvaluateConfig.policies", self.policies)
         if not self.policies:
             raise ValueError("EvaluateConfig.policies must name at least one policy")
         if not 1 <= self.num_homes <= 1_000_000:
