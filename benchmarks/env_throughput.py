@@ -1,8 +1,8 @@
 """Environment throughput and memory: home-steps/s and peak memory at 100 .. 100,000 homes.
 
 Every device class is owned by every home and all costs/KPIs are on. Each fleet size runs in a
-fresh subprocess so peak memory (ru_maxrss) is per size. CityLearn runs on the shared CityLearn 2022
-dataset in the same run when an interpreter with ``citylearn`` is given (CityLearn 3.0.2 pins
+fresh subprocess so peak memory (ru_maxrss) is per size. CityLearn runs on vpprl's bundled CityLearn 2022
+dataset (decompressed to a temporary folder, since CityLearn reads plain CSVs) in the same run when an interpreter with ``citylearn`` is given (CityLearn 3.0.2 pins
 gymnasium 0.28 and numpy 1.26, so it lives in its own venv), and the ratio is reported:
 
     python -m venv /tmp/cl && /tmp/cl/bin/pip install citylearn==3.0.2
@@ -12,18 +12,35 @@ gymnasium 0.28 and numpy 1.26, so it lives in its own venv), and the ratio is re
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import RESULTS_DIR, write_results
 
-CITYLEARN_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "citylearn" / \
-    "citylearn_challenge_2022_phase_all_plus_evs"
+
+
+def _plain_copy_of_bundled_citylearn(dest: Path) -> Path:
+    """vpprl ships the dataset gzip-compressed; CityLearn itself reads plain CSVs."""
+    from vpprl.data.bundled import bundled_dataset_path
+
+    src = bundled_dataset_path("citylearn_2022")
+    out = dest / src.name
+    out.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.suffix == ".gz":
+            with gzip.open(f, "rb") as fin, open(out / f.stem, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+        else:
+            shutil.copy(f, out / f.name)
+    return out
 
 
 def _measure_vpprl(num_homes: int, seconds: float) -> dict:
@@ -52,13 +69,13 @@ def _measure_vpprl(num_homes: int, seconds: float) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _measure_citylearn(seconds: float) -> dict:
+def _measure_citylearn(seconds: float, data: Path) -> dict:
     from citylearn.citylearn import CityLearnEnv
 
     # CityLearn 3.0.2 fails on this dataset's washing-machine entries (KeyError on
     # 'washing_machine_start_time_step'): run it without them; batteries, PV and EV chargers stay.
-    schema = json.loads((CITYLEARN_DATA / "schema.json").read_text())
-    schema["root_directory"] = str(CITYLEARN_DATA)
+    schema = json.loads((data / "schema.json").read_text())
+    schema["root_directory"] = str(data)
     schema["actions"].get("washing_machine", {})["active"] = False
     for name in [k for k in schema["observations"] if k.startswith("washing_machine")]:
         del schema["observations"][name]
@@ -85,13 +102,14 @@ def _measure_citylearn(seconds: float) -> dict:
 
 
 def _child(args: argparse.Namespace) -> None:
-    result = _measure_citylearn(args.seconds) if args.child == "citylearn" else \
+    result = _measure_citylearn(args.seconds, Path(args.data)) if args.child == "citylearn" else \
         _measure_vpprl(int(args.child), args.seconds)
     print("RESULT " + json.dumps(result))
 
 
-def _run_child(what: str, seconds: float, python: str = sys.executable) -> dict | None:
-    proc = subprocess.run([python, __file__, "--child", what, "--seconds", str(seconds)],
+def _run_child(what: str, seconds: float, python: str = sys.executable, data: Path | None = None) -> dict | None:
+    extra = ["--data", str(data)] if data else []
+    proc = subprocess.run([python, __file__, "--child", what, "--seconds", str(seconds), *extra],
                           capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -108,6 +126,7 @@ def main() -> None:
     ap.add_argument("--citylearn-python", default=None,
                     help="a Python interpreter with citylearn installed (default: this one, if it has citylearn)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--data", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         _child(args)
@@ -120,10 +139,10 @@ def main() -> None:
             city_python = sys.executable
         except ImportError:
             city_python = None
-    if city_python and not CITYLEARN_DATA.exists():
-        print(f"CityLearn dataset not found at {CITYLEARN_DATA}", file=sys.stderr)
-        city_python = None
-    city = _run_child("citylearn", args.seconds, city_python) if city_python else None
+    city = None
+    if city_python:
+        with tempfile.TemporaryDirectory() as tmp:
+            city = _run_child("citylearn", args.seconds, city_python, _plain_copy_of_bundled_citylearn(Path(tmp)))
     if city:
         rows.append(city)
     print(f"{'env':34s} {'homes':>8s} {'steps':>7s} {'step ms':>9s} {'home-steps/s':>14s} {'peak MB':>9s} {'vs CityLearn':>13s}")

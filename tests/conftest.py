@@ -1,4 +1,4 @@
-"""Shared fixtures: the real CityLearn dataset from ../shared (tests read it, never copy it)."""
+"""Shared fixtures: the CityLearn 2022 dataset that ships inside the package."""
 
 from __future__ import annotations
 
@@ -6,15 +6,12 @@ from pathlib import Path
 
 import pytest
 
-CITYLEARN_DIR = (Path(__file__).resolve().parents[2] / "shared" / "data" / "citylearn"
-                 / "citylearn_challenge_2022_phase_all_plus_evs")
-
 
 @pytest.fixture(scope="session")
 def citylearn_dir() -> Path:
-    if not CITYLEARN_DIR.exists():
-        pytest.fail(f"the shared CityLearn dataset is missing at {CITYLEARN_DIR}")
-    return CITYLEARN_DIR
+    from vpprl.data.bundled import bundled_dataset_path
+
+    return bundled_dataset_path("citylearn_2022")
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ class TestCityLearnLoader:
         assert sum(b.charger_kw > 0 for b in citylearn_dataset.buildings) == 7
 
     def test_values_match_the_csv(self, citylearn_dir, citylearn_dataset):
-        raw = pd.read_csv(citylearn_dir / "Building_5.csv")
+        raw = pd.read_csv(citylearn_dir / "Building_5.csv.gz")
         k = citylearn_dataset.profiles.names.index("Building_5")
         base = citylearn_dataset.profiles.home_channel("base_load_kw")[k]
         np.testing.assert_allclose(base, raw["non_shiftable_load"].to_numpy(), rtol=1e-6)
@@ -29,7 +29,7 @@ class TestCityLearnLoader:
         assert 0.0 <= pv.min() and pv.max() <= 1.0
 
     def test_ev_sessions_follow_charger_state(self, citylearn_dir, citylearn_dataset):
-        raw = pd.read_csv(citylearn_dir / "charger_1_1.csv")
+        raw = pd.read_csv(citylearn_dir / "charger_1_1.csv.gz")
         connected = raw["electric_vehicle_charger_state"].to_numpy()[:8760] == 1  # file is longer than a year
         k = citylearn_dataset.profiles.names.index("Building_1")
         ch = citylearn_dataset.profiles.home_channel("ev_connected")[k]

@@ -3,7 +3,7 @@ dispatch plots in Hydra's run directory (optionally to TensorBoard too).
 
     vpprl-evaluate                                   # default scenario, price arbitrage, 100 homes, 3 seeds
     vpprl-evaluate task=peak_shaving num_homes=50 'policies=[no_control,rule_based,oracle]'
-    vpprl-evaluate dataset=../shared/data/citylearn/citylearn_challenge_2022_phase_all_plus_evs dt_s=3600
+    vpprl-evaluate dataset=citylearn_2022 dt_s=3600    # the bundled CityLearn 2022 data (or any CityLearn dir)
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def _to_tensorboard(out: Path, summary: list[dict], traces: dict) -> None:
     writer.close()
 
 
-@hydra.main(config_path="pkg://vpprl.configs", config_name="evaluate", version_base="1.3")
+@hydra.main(config_path="pkg://vpprl.configs.evaluate", config_name="evaluate", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
     obj: EvaluateConfig = OmegaConf.to_object(cfg)  # runs the schema's validation
     if obj.output_dir == ".":
