@@ -39,7 +39,7 @@ def train_policy(homes: int, minutes: float, out: Path, seed: int) -> dict:
     from vpprl.training.train import train
 
     cfg = TrainConfig(seed=seed, task="price_arbitrage", fleet=FleetConfig(num_homes=homes, seed=0),
-                      agent=AgentConfig(),  # the shipped defaults (configs/agent/rllib_ppo.yaml mirrors them)
+                      agent=AgentConfig(),  # the shipped defaults (configs/train/agent/rllib_ppo.yaml mirrors them)
                       training=TrainingSettings(iterations=10_000_000, time_budget_s=minutes * 60.0, log_every=10**6),
                       evaluate=False, tensorboard=False, output_dir=str(out))
     return train(cfg)

@@ -42,8 +42,9 @@ class ShieldConfig:
     bisection_iterations: int = 60  # cap on safeguarded Newton/bisection steps (a few are typical)
 
     def __post_init__(self) -> None:
-        if self.feeder_limit_kw is not None and self.feeder_limit_kw <= 0:
-            raise ValueError(f"ShieldConfig.feeder_limit_kw must be > 0 kW or None, got {self.feeder_limit_kw}")
+        if self.feeder_limit_kw is not None and not 0 < self.feeder_limit_kw < float("inf"):
+            raise ValueError(f"ShieldConfig.feeder_limit_kw must be a finite number > 0 kW or None, "
+                             f"got {self.feeder_limit_kw}")
         if not 0.0 <= self.ev_margin_h <= 24.0:
             raise ValueError(f"ShieldConfig.ev_margin_h must be in [0, 24] h, got {self.ev_margin_h}")
         if not 0.0 <= self.comfort_margin_c <= 5.0:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from ..envs.tasks.base import check_ranges
 from ..envs.vpp_env import VppEnv
 from .shield import Shield
+
+MAX_PENALTY_PER_KWH = 1e4
 
 
 class ShieldWrapper(gym.Wrapper):
@@ -20,20 +23,10 @@ class ShieldWrapper(gym.Wrapper):
         super().__init__(env)
         if not isinstance(env.unwrapped, VppEnv) or env is not env.unwrapped:
             raise TypeError("ShieldWrapper must wrap a VppEnv directly (it steps the env with setpoints)")
-        if penalty_per_kwh < 0:
-            raise ValueError(f"ShieldWrapper.penalty_per_kwh must be >= 0 $/kWh, got {penalty_per_kwh}")
+        check_ranges("ShieldWrapper", penalty_per_kwh=(penalty_per_kwh, 0.0, MAX_PENALTY_PER_KWH))
         self.shield = shield or Shield()
         self.penalty_per_kwh = penalty_per_kwh
 
     def step(self, action: np.ndarray):
         vpp: VppEnv = self.env.unwrapped
-        result = self.shield.project(vpp.fleet, vpp.fleet.setpoints_from_action(action))
-        obs, reward, terminated, truncated, info = vpp.step_setpoints(result.setpoints_kw)
-        moved = result.moved_kw.sum(axis=0)
-        info["shield"] = result.summary()
-        info["shield_moved_kw"] = moved
-        if self.penalty_per_kwh:
-            penalty = self.penalty_per_kwh * moved * vpp.fleet.dt_h
-            info["reward_per_home"] = info["reward_per_home"] - penalty
-            reward -= float(penalty.mean())
-        return obs, reward, terminated, truncated, info
+        return vpp.step_action(action, self.shield, self.penalty_per_kwh)

@@ -208,15 +208,17 @@ class Fleet:
         return np.stack(lo), np.stack(hi)
 
     def sanitize_action(self, action: np.ndarray) -> np.ndarray:
-        """Home-major action (N*D or (N, D)) -> device-major (D, N) in [-1, 1].
+        """Home-major action (N*D,) or (N, D) -> device-major (D, N) in [-1, 1].
 
         NaN/inf entries become 0 (the device's own behaviour), others are clipped to [-1, 1];
-        both are counted in ``action_stats``. A wrong number of entries raises ValueError.
+        both are counted in ``action_stats``. Any other shape (a transposed (D, N) array, a scalar)
+        raises ValueError: its entries would land on the wrong homes and devices.
         """
         a = np.asarray(action)
-        if a.size != self.n * NUM_DEVICE_CLASSES:
-            raise ValueError(f"action must have {self.n} x {NUM_DEVICE_CLASSES} = {self.n * NUM_DEVICE_CLASSES} "
-                             f"entries (homes x device classes {DEVICE_CLASSES}), got shape {a.shape}")
+        if a.shape not in ((self.n * NUM_DEVICE_CLASSES,), (self.n, NUM_DEVICE_CLASSES)):
+            raise ValueError(f"action must have shape ({self.n * NUM_DEVICE_CLASSES},) or ({self.n}, "
+                             f"{NUM_DEVICE_CLASSES}) (homes x device classes {DEVICE_CLASSES}, home-major), "
+                             f"got shape {a.shape}")
         a = np.ascontiguousarray(a.reshape(self.n, NUM_DEVICE_CLASSES).T, dtype=DTYPE)  # one copy
         lo, hi = a.min(), a.max()
         if not (np.isfinite(lo) and np.isfinite(hi)):

@@ -72,6 +72,8 @@ class FleetConfig:
             self.ownership = Ownership(**self.ownership)
         if not isinstance(self.num_homes, int) or not 1 <= self.num_homes <= 1_000_000:
             raise ValueError(f"FleetConfig.num_homes must be an integer in [1, 1000000], got {self.num_homes!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"FleetConfig.seed must be an integer in [0, 2**63), got {self.seed!r}")
         for f in fields(Ownership):
             v = getattr(self.ownership, f.name)
             if not 0.0 <= v <= 1.0:

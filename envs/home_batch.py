@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from .fleet import NUM_DEVICE_CLASSES
+from .tasks.base import check_ranges
 from .vpp_env import VppEnv, unpack_env_config
 
 
@@ -37,6 +38,8 @@ class VppHomeBatchEnv(gym.Env):
     def __init__(self, config: Any = None, **kwargs: Any) -> None:
         config, kwargs = unpack_env_config(config, kwargs)
         self.shield = kwargs.pop("shield", None)
+        self.penalty_per_kwh = float(kwargs.pop("shield_penalty_per_kwh", 0.0))
+        check_ranges(type(self).__name__, shield_penalty_per_kwh=(self.penalty_per_kwh, 0.0, 1e4))
         self.resample_fleet = bool(kwargs.pop("resample_fleet", False))
         self.env = VppEnv(config, **kwargs)
         self.n = self.env.n
@@ -61,7 +64,7 @@ class VppHomeBatchEnv(gym.Env):
         if action.shape != self.action_space.shape:
             raise ValueError(f"action must have shape {self.action_space.shape} (homes x device classes), "
                              f"got {action.shape}")
-        reward, truncated, info = self.env.advance_action(action, self.shield)
+        reward, truncated, info = self.env.advance_action(action, self.shield, self.penalty_per_kwh)
         out = {"reward_per_home": reward.astype(np.float32), "reward_weight": self.reward_weight}
         for key in ("kpis", "shield"):
             if key in info:

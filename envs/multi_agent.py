@@ -16,6 +16,8 @@ import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from .fleet import NUM_DEVICE_CLASSES
+from .agent_actions import stack_agent_actions
+from .tasks.base import check_ranges
 from .vpp_env import VppEnv, unpack_env_config
 
 
@@ -28,6 +30,8 @@ class VppMultiAgentEnv(MultiAgentEnv):
         super().__init__()
         config, kwargs = unpack_env_config(config, kwargs)
         self.shield = kwargs.pop("shield", None)
+        self.penalty_per_kwh = float(kwargs.pop("shield_penalty_per_kwh", 0.0))
+        check_ranges(type(self).__name__, shield_penalty_per_kwh=(self.penalty_per_kwh, 0.0, 1e4))
         self.env = VppEnv(config, **kwargs)
         n = self.env.n
         self.possible_agents = [f"home_{i}" for i in range(n)]
@@ -47,10 +51,8 @@ class VppMultiAgentEnv(MultiAgentEnv):
         return dict(zip(self.agents, self.env.agent_observations())), {"__common__": info}
 
     def step(self, action_dict: dict[str, np.ndarray]):
-        action = np.zeros((self.env.n, NUM_DEVICE_CLASSES))
-        for aid, a in action_dict.items():  # agents missing from the dict keep their devices' default
-            action[self._index[aid]] = a
-        reward, truncated, info = self.env.advance_action(action, self.shield)
+        action = stack_agent_actions(action_dict, self._index, self.env.n)  # missing agents: the default
+        reward, truncated, info = self.env.advance_action(action, self.shield, self.penalty_per_kwh)
         obs = dict(zip(self.agents, self.env.agent_observations()))
         rewards = dict(zip(self.agents, reward.tolist()))
         terminateds = {"__all__": False}

@@ -13,17 +13,24 @@ import numpy as np
 from pettingzoo import ParallelEnv
 
 from .fleet import NUM_DEVICE_CLASSES
+from .agent_actions import stack_agent_actions
+from .tasks.base import check_ranges
 from .vpp_env import VppEnv
 
 
 class VppParallelEnv(ParallelEnv):
     metadata = {"name": "vpprl_fleet_v0", "render_modes": []}
 
-    def __init__(self, config: Any = None, shield: Any = None, **kwargs: Any) -> None:
-        """``shield``: a ``vpprl.deployment.Shield`` every action passes through."""
+    def __init__(self, config: Any = None, shield: Any = None, shield_penalty_per_kwh: float = 0.0,
+                 **kwargs: Any) -> None:
+        """``shield``: a ``vpprl.deployment.Shield`` every action passes through, with ``shield_penalty_per_kwh``
+        $ per kWh it moves subtracted from the home's reward."""
         self.shield = shield
+        self.penalty_per_kwh = float(shield_penalty_per_kwh)
+        check_ranges("VppParallelEnv", shield_penalty_per_kwh=(self.penalty_per_kwh, 0.0, 1e4))
         self.env = VppEnv(config, **kwargs)
         self.possible_agents = [f"home_{i}" for i in range(self.env.n)]
+        self._index = {aid: i for i, aid in enumerate(self.possible_agents)}
         self.agents: list[str] = []
         n_obs = len(self.env.home_features) + len(self.env.global_features)
         self._obs_space = gym.spaces.Box(-np.inf, np.inf, (n_obs,), np.float32)
@@ -43,11 +50,8 @@ class VppParallelEnv(ParallelEnv):
         return dict(zip(self.agents, self.env.agent_observations())), {a: dict(info) for a in self.agents}
 
     def step(self, actions: dict[str, np.ndarray]):
-        action = np.zeros((self.env.n, NUM_DEVICE_CLASSES))
-        index = {a: i for i, a in enumerate(self.possible_agents)}
-        for aid, a in actions.items():
-            action[index[aid]] = a
-        reward, truncated, info = self.env.advance_action(action, self.shield)
+        action = stack_agent_actions(actions, self._index, self.env.n)
+        reward, truncated, info = self.env.advance_action(action, self.shield, self.penalty_per_kwh)
         agents = self.agents
         obs = dict(zip(agents, self.env.agent_observations()))
         rewards = dict(zip(agents, reward.tolist()))

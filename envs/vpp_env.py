@@ -94,6 +94,32 @@ class VppEnv(gym.Env):
         self._weights = [float(getattr(self.config.cost_weights, k)) for k in COST_NAMES]
         self._kpi = KpiTracker(self.fleet.dt_h)
         self._steps = 0
+        profiles = self.fleet.profiles
+        self._data_s = profiles.num_rows * profiles.dt_s
+        self._episode_s = self.episode_steps * self.config.dt_s
+        if self._episode_s > self._data_s:
+            raise ValueError(f"episode_hours={self.config.episode_hours:g} is longer than the data "
+                             f"({self._data_s / 3600:g} h of {profiles.source or 'profiles'})")
+        self.check_start_day("ScenarioConfig.start_day", self.config.start_day)
+
+    # ----- episode start ----------------------------------------------------------------------
+    @property
+    def last_start_day(self) -> int:
+        """The last day (counted from the data's first row) an episode can start on without running past
+        the end of the data."""
+        return int((self._data_s - self._episode_s) // 86400)
+
+    def check_start_day(self, field_name: str, day: int | None) -> None:
+        """ValueError naming ``field_name`` unless ``day`` is None or a start day inside the data."""
+        if day is not None and not (isinstance(day, (int, np.integer)) and 0 <= day <= self.last_start_day):
+            raise ValueError(f"{field_name} must be a whole day in [0, {self.last_start_day}] (the data holds "
+                             f"{self._data_s / 86400:g} days and an episode lasts "
+                             f"{self.config.episode_hours:g} h), got {day!r}")
+
+    def set_start_day(self, day: int | None) -> None:
+        """Fix the first day of the following episodes (None: a random day at each reset)."""
+        self.check_start_day("start_day", day)
+        self.config.start_day = day
 
     # ----- Gymnasium API ----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -105,8 +131,11 @@ class VppEnv(gym.Env):
         super().reset(seed=seed)
         rng = self.np_random
         cfg = self.config
-        day = cfg.start_day if cfg.start_day is not None else int(rng.integers(0, 365))
-        hour = int(rng.integers(0, 24)) if cfg.start_day is None and cfg.episode_hours < 24 else 0
+        day = cfg.start_day if cfg.start_day is not None else int(rng.integers(0, self.last_start_day + 1))
+        hour = 0
+        if cfg.start_day is None and cfg.episode_hours < 24:  # a random hour too, never past the data's end
+            hours_left = (self._data_s - self._episode_s - day * 86400) // 3600
+            hour = int(rng.integers(0, min(24, hours_left + 1)))
         self.fleet.reset(rng, day * 86400 + hour * 3600)
         for task in self.tasks:
             task.reset(self.fleet, self.episode_steps, rng)
@@ -129,15 +158,31 @@ class VppEnv(gym.Env):
         reward_home, truncated, info = self.advance(setpoints_kw)
         return self._observe(), float(reward_home.mean(dtype=np.float64)), False, truncated, info
 
-    def advance_action(self, action: np.ndarray, shield: Any = None) -> tuple[np.ndarray, bool, dict]:
+    def step_action(self, action: np.ndarray, shield: Any = None, penalty_per_kwh: float = 0.0):
+        """``step`` through ``shield`` (see :meth:`advance_action`): the Gymnasium 5-tuple."""
+        reward_home, truncated, info = self.advance_action(action, shield, penalty_per_kwh)
+        return self._observe(), float(reward_home.mean(dtype=np.float64)), False, truncated, info
+
+    def advance_action(self, action: np.ndarray, shield: Any = None,
+                       penalty_per_kwh: float = 0.0) -> tuple[np.ndarray, bool, dict]:
         """``advance`` from a home-major action, through ``shield`` (anything with
-        ``project(fleet, setpoints) -> result``, e.g. ``vpprl.deployment.Shield``) when given."""
+        ``project(fleet, setpoints) -> result``, e.g. ``vpprl.deployment.Shield``) when given.
+
+        With a shield, ``info["shield"]`` has its fleet totals, ``info["shield_moved_kw"]`` the power it moved
+        per home, and ``penalty_per_kwh`` $ per kWh moved is subtracted from each home's reward (so a policy
+        learns to need the shield less). Every env view steps through here, so the penalty is the same in
+        all of them."""
         setpoints = self.fleet.setpoints_from_action(action)
         if shield is None:
             return self.advance(setpoints)
         result = shield.project(self.fleet, setpoints)
         reward, truncated, info = self.advance(result.setpoints_kw)
+        moved = result.moved_kw.sum(axis=0)
         info["shield"] = result.summary()
+        info["shield_moved_kw"] = moved
+        if penalty_per_kwh:
+            reward = reward - penalty_per_kwh * moved * self.fleet.dt_h
+            info["reward_per_home"] = reward
         return reward, truncated, info
 
     def advance(self, setpoints_kw: np.ndarray) -> tuple[np.ndarray, bool, dict]:

@@ -31,9 +31,9 @@ def test_evaluation_writes_table_and_plots(tmp_path):
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match=r"EvaluateConfig.policies: unknown \['ppo'\]"):
+    with pytest.raises(ValueError, match=r"policies: unknown \['ppo'\]"):
         EvaluateConfig(policies=["ppo"])
-    with pytest.raises(ValueError, match="EvaluateConfig.start_days must have 1 or len"):
+    with pytest.raises(ValueError, match="start_days must have 1 or len"):
         EvaluateConfig(seeds=[0, 1, 2], start_days=[1, 2])
 
 

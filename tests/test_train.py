@@ -94,7 +94,7 @@ def test_train_config_validation():
         AgentConfig(name="dqn")
     with pytest.raises(ValueError, match=r"AgentConfig.lr must be in"):
         AgentConfig(lr=5.0)
-    with pytest.raises(ValueError, match=r"TrainConfig.eval_policies: unknown"):
+    with pytest.raises(ValueError, match=r"eval_policies: unknown"):
         TrainConfig(eval_policies=["magic"])
     with pytest.raises(ValueError, match=r"TrainingSettings.time_budget_s must be > 0"):
         TrainingSettings(time_budget_s=0)
@@ -127,7 +127,7 @@ def test_config_groups_compose_and_validate(overrides):
     import vpprl.training.train  # noqa: F401 - registers the schema
     from hydra import compose, initialize_config_module
 
-    with initialize_config_module(config_module="vpprl.configs", version_base="1.3"):
+    with initialize_config_module(config_module="vpprl.configs.train", version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     launcher = OmegaConf.select(cfg, "hydra.launcher._target_") or ""
     if "launcher=joblib" in overrides:
@@ -156,7 +156,7 @@ def test_wrong_keys_and_values_fail_at_start_up():
     from hydra.errors import ConfigCompositionException
     from omegaconf.errors import ValidationError
 
-    with initialize_config_module(config_module="vpprl.configs", version_base="1.3"):
+    with initialize_config_module(config_module="vpprl.configs.train", version_base="1.3"):
         with pytest.raises(ConfigCompositionException):
             compose(config_name="train", overrides=["agent.lrr=1e-3"])
         with pytest.raises((ValidationError, ConfigCompositionException)):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..agents.rule_based import RuleConfig
+from ..deployment.wrappers import MAX_PENALTY_PER_KWH
 from ..envs.fleet_config import FleetConfig
+from ..envs.vpp_env import scenario_from_kwargs
 from ..envs.tasks.base import check_ranges
-from .evaluation import MpcConfig, check_policy_names
+from .evaluation import MpcConfig, check_policy_names, check_seed
 
 LEARNERS = ("rllib_ppo", "sb3_ppo", "sb3_sac")
+CHECKPOINT_MARKERS = {"rllib_ppo": "rllib_checkpoint.json", "sb3_ppo": "model.zip", "sb3_sac": "model.zip"}
 YARDSTICKS = ("rule_based", "oracle", "mpc")  # nothing to train: ``vpprl-train agent=oracle`` only evaluates
 AGENTS = LEARNERS + YARDSTICKS
 
@@ -93,11 +97,20 @@ class TrainingSettings:
 
 @dataclass
 class ShieldSettings:
-    """The safety shield in the training loop (and in evaluation of the trained policy)."""
+    """The safety shield in the training loop (and in evaluation of the trained policy).
+
+    :param feeder_limit_kw: fleet import limit the shield enforces (None: none).
+    :param penalty_per_kwh: $ per kWh the shield moves, subtracted from the home's reward in training
+        (every path: RLlib home batch, RLlib per-agent, SB3)."""
 
     enabled: bool = True
     feeder_limit_kw: float | None = None
     penalty_per_kwh: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_ranges("shield", penalty_per_kwh=(self.penalty_per_kwh, 0.0, MAX_PENALTY_PER_KWH))
+        if self.feeder_limit_kw is not None:
+            check_ranges("shield", feeder_limit_kw=(self.feeder_limit_kw, 1e-3, 1e9))
 
 
 @dataclass
@@ -129,7 +142,18 @@ class TrainConfig:
     output_dir: str = "."
 
     def __post_init__(self) -> None:
-        check_policy_names("TrainConfig.eval_policies", self.eval_policies)
+        check_policy_names("eval_policies", self.eval_policies)
+        check_seed("seed", self.seed)
+        for s in self.eval_seeds:
+            check_seed("eval_seeds", s)
+        if not self.eval_seeds:
+            raise ValueError("eval_seeds must list at least one seed")
+        if self.eval_start_days is not None and len(self.eval_start_days) not in (1, len(self.eval_seeds)):
+            raise ValueError(f"eval_start_days must have 1 or len(eval_seeds)={len(self.eval_seeds)} entries, "
+                             f"got {len(self.eval_start_days)}")
+        scenario_from_kwargs(**self.env_kwargs())  # dt_s, episode_hours, task names (no data loaded yet)
+        if self.resume_from is not None:
+            check_checkpoint("resume_from", self.resume_from, self.agent.name)
 
     def env_kwargs(self) -> dict:
         """Keyword arguments of ``VppEnv`` for this run's scenario."""
@@ -138,3 +162,14 @@ class TrainConfig:
         if self.dataset:
             kwargs.update(dataset=self.dataset, citylearn_replicate=True)
         return kwargs
+
+
+def check_checkpoint(field_name: str, path: str, agent: str) -> None:
+    """FileNotFoundError naming the field unless ``path`` is a checkpoint directory of ``agent``."""
+    p = Path(path).expanduser()
+    marker = CHECKPOINT_MARKERS.get(agent)
+    if marker is None:
+        raise ValueError(f"{field_name}: agent {agent!r} has nothing to resume (choose one of {list(LEARNERS)})")
+    if not (p / marker).is_file():
+        raise FileNotFoundError(f"{field_name}: {p.resolve()} is not a {agent} checkpoint (no {marker} in it); give "
+                                f"the checkpoint/ directory an earlier run wrote")

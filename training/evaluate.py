@@ -8,6 +8,7 @@ dispatch plots in Hydra's run directory (optionally to TensorBoard too).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import hydra
@@ -15,6 +16,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from ..agents.policy import Policy
+from ..envs import VppEnv
+from .cli import user_errors
 from .evaluation import (
     EvaluateConfig,
     add_comparisons,
@@ -27,17 +30,19 @@ from .evaluation import (
 from .plots import dispatch_figures
 
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
+log = logging.getLogger("vpprl.evaluate")
 
 
-def run(cfg: EvaluateConfig, extra: dict[str, Policy] | None = None) -> tuple[str, list[dict]]:
+def run(cfg: EvaluateConfig, extra: dict[str, Policy] | None = None,
+        env: VppEnv | None = None) -> tuple[str, list[dict]]:
     """Evaluate ``cfg.policies`` plus ``extra`` (name -> policy, e.g. a trained one) and write the outputs
-    under ``cfg.output_dir``; returns (markdown table, summary)."""
+    under ``cfg.output_dir``; returns (markdown table, summary). ``env``: one :func:`make_env` built already."""
     out = Path(cfg.output_dir)
-    env = make_env(cfg)
+    env = env or make_env(cfg)
     rows, first_traces = [], {}
     names = list(cfg.policies) + list(extra or {})
     for i, seed in enumerate(cfg.seeds):
-        day = None if cfg.start_days is None else cfg.start_days[min(i, len(cfg.start_days) - 1)]
+        day = cfg.start_day(i)
         for name in names:
             policy = extra[name] if extra and name in extra else make_policy(name, cfg)
             row, trace = rollout(env, policy, seed, day)
@@ -45,7 +50,7 @@ def run(cfg: EvaluateConfig, extra: dict[str, Policy] | None = None) -> tuple[st
             rows.append(row)
             if i == 0:
                 first_traces[name] = trace
-            print(f"seed {seed} {name:26s} return {row['return']:12.2f}  ({row['wall_s']:.1f} s)", flush=True)
+            log.info("seed %d %-26s return %12.2f  (%.1f s)", seed, name, row["return"], row["wall_s"])
     add_comparisons(rows)
     summary = summarize(rows, names)
     source = cfg.dataset or "default scenario"
@@ -74,12 +79,17 @@ def _to_tensorboard(out: Path, summary: list[dict], traces: dict) -> None:
 
 @hydra.main(config_path="pkg://vpprl.configs.evaluate", config_name="evaluate", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
-    obj: EvaluateConfig = OmegaConf.to_object(cfg)  # runs the schema's validation
+    with user_errors("vpprl-evaluate"):
+        obj: EvaluateConfig = OmegaConf.to_object(cfg)  # runs the schema's validation
+        env = make_env(obj)  # loads the data, checks the start days against it
     if obj.output_dir == ".":
         obj.output_dir = hydra.core.hydra_config.HydraConfig.get().runtime.output_dir
-    text, _ = run(obj)
-    print(text)
-    print(f"outputs in {obj.output_dir}")
+    text, _ = run(obj, env=env)
+    log.info("%s", text)
+    log.info("outputs:     %s (kpis.md, kpis.csv, kpis_summary.csv%s)", obj.output_dir,
+             ", plots/" if obj.plots else "")
+    if obj.tensorboard:
+        log.info("tensorboard: tensorboard --logdir %s", Path(obj.output_dir) / "tensorboard")
 
 
 def main() -> None:

@@ -22,12 +22,20 @@ from ..agents.policy import NoControl, Policy
 from ..agents.rule_based import ChargeOnArrival, RuleBased
 from ..data.profiles import G
 from ..envs import FleetConfig, Ownership, VppEnv
+from ..envs.scenario import ScenarioConfig
 from ..envs.fleet import EV
 
 POLICIES = ("no_control", "rule_based", "rule_based_ev_on_arrival", "mpc", "oracle")
 TABLE_COLUMNS = ("return", "oracle_savings_captured", "energy_cost", "energy_cost_adjusted", "peak_kw",
                  "load_factor", "ramping_kw", "emissions_kg", "discomfort_degh", "dhw_discomfort_degh",
                  "ev_unmet_kwh", "battery_reserve_kwh_h", "site_limit_kwh", "citylearn_score", "wall_s")
+
+
+def check_seed(field_name: str, seed: int) -> None:
+    """ValueError naming the field unless ``seed`` is an integer in [0, 2**32) (numpy, torch and RLlib
+    accept these)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"{field_name} must be an integer in [0, 4294967295], got {seed!r}")
 
 
 def check_policy_names(field_name: str, names: list[str]) -> None:
@@ -82,15 +90,23 @@ class EvaluateConfig:
     output_dir: str = "."
 
     def __post_init__(self) -> None:
-        check_policy_names("EvaluateConfig.policies", self.policies)
+        check_policy_names("policies", self.policies)
         if not self.policies:
-            raise ValueError("EvaluateConfig.policies must name at least one policy")
+            raise ValueError("policies must name at least one policy")
         if not 1 <= self.num_homes <= 1_000_000:
-            raise ValueError(f"EvaluateConfig.num_homes must be in [1, 1000000], got {self.num_homes}")
+            raise ValueError(f"num_homes must be in [1, 1000000], got {self.num_homes}")
         if not self.seeds:
-            raise ValueError("EvaluateConfig.seeds must list at least one seed")
+            raise ValueError("seeds must list at least one seed")
+        for seed in self.seeds:
+            check_seed("seeds", seed)
+        check_seed("fleet_seed", self.fleet_seed)
         if self.start_days is not None and len(self.start_days) not in (1, len(self.seeds)):
-            raise ValueError(f"EvaluateConfig.start_days must have 1 or len(seeds)={len(self.seeds)} entries")
+            raise ValueError(f"start_days must have 1 or len(seeds)={len(self.seeds)} entries")
+        ScenarioConfig(tasks=self.tasks(), dt_s=self.dt_s, episode_hours=self.episode_hours)  # checks all three
+
+    def start_day(self, episode: int) -> int | None:
+        """The start day of the ``episode``-th seed (None: a random day)."""
+        return None if self.start_days is None else self.start_days[min(episode, len(self.start_days) - 1)]
 
     def tasks(self) -> dict:
         return {name.strip(): {} for name in self.task.split("+")}
@@ -110,18 +126,22 @@ def make_policy(name: str, cfg: EvaluateConfig) -> Policy:
     raise ValueError(f"unknown policy {name!r}; choose from {list(POLICIES)}")
 
 
-def make_env(cfg: EvaluateConfig) -> VppEnv:
+def make_env(cfg: EvaluateConfig, start_days_field: str = "start_days") -> VppEnv:
+    """The evaluation env; loads the data and checks every start day against it (errors name the field)."""
     fleet = cfg.fleet or FleetConfig(num_homes=cfg.num_homes, seed=cfg.fleet_seed, ownership=cfg.ownership)
     kwargs: dict[str, Any] = {"task": cfg.tasks(), "fleet": fleet, "episode_hours": cfg.episode_hours,
                               "dt_s": cfg.dt_s}
     if cfg.dataset:
         kwargs.update(dataset=cfg.dataset, citylearn_replicate=cfg.citylearn_replicate)
-    return VppEnv(**kwargs)
+    env = VppEnv(**kwargs)
+    for day in cfg.start_days or []:
+        env.check_start_day(start_days_field, day)
+    return env
 
 
 def rollout(env: VppEnv, policy: Policy, seed: int, start_day: int | None) -> tuple[dict, dict]:
     """One episode: (KPI row, per-step trace for plots). ``start_day`` None keeps the env's choice."""
-    env.config.start_day = start_day
+    env.set_start_day(start_day)
     obs, _ = env.reset(seed=seed)
     t0 = time.perf_counter()
     policy.reset(env)

@@ -45,7 +45,9 @@ def dispatch_figures(traces: dict[str, dict], out_dir: Path, title: str) -> list
 
     for key, label, fname in (("soc", "battery SoC (fraction)", "battery_soc.png"),
                               ("temp", "indoor temperature (degC)", "indoor_temperature.png")):
-        fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), sharey=True, squeeze=False)
+        # wide enough for the title even with one panel; constrained layout keeps the suptitle inside
+        fig, axes = plt.subplots(1, len(names), figsize=(max(6.4, 3.2 * len(names)), 3.6), sharey=True,
+                                 squeeze=False, layout="constrained")
         for ax, name in zip(axes[0], names):
             t = traces[name]
             ax.fill_between(t["hour"], t[f"{key}_p10"], t[f"{key}_p90"], alpha=0.3, label="p10-p90")
@@ -56,7 +58,7 @@ def dispatch_figures(traces: dict[str, dict], out_dir: Path, title: str) -> list
             ax.set_xlabel("hour")
         axes[0][0].set_ylabel(label)
         axes[0][0].legend(fontsize=7)
-        fig.suptitle(f"{title}: {label} across the fleet")
+        fig.suptitle(f"{title}: {label} across the fleet", fontsize=10)
         paths.append(_save(fig, out_dir / fname))
 
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -72,7 +74,8 @@ def dispatch_figures(traces: dict[str, dict], out_dir: Path, title: str) -> list
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

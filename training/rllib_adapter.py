@@ -29,19 +29,32 @@ def module_id(cfg: TrainConfig) -> str:
     return DEFAULT_MODULE_ID if cfg.agent.home_batch else MODULE_ID
 
 
+def env_config_for(cfg: TrainConfig, shield: Any = None) -> dict:
+    """The ``env_config`` RLlib hands each env runner's ``VppHomeBatchEnv`` / ``VppMultiAgentEnv``."""
+    config = {**cfg.env_kwargs(), "shield": shield}
+    if shield is not None:
+        config["shield_penalty_per_kwh"] = cfg.shield.penalty_per_kwh
+    return config
+
+
 def build_algorithm(cfg: TrainConfig, shield: Any = None):
     """A PPO Algorithm with one module shared by every home: on ``VppHomeBatchEnv`` (``agent.home_batch``)
     or on ``VppMultiAgentEnv`` (one agent per home, all mapped to one module)."""
+    import logging
+
     import ray
     import torch
     from ray.rllib.algorithms.ppo import PPOConfig
 
+    from .cli import quiet_ray
+
+    quiet_ray()
     if not ray.is_initialized():
-        ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=False,
+        ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                  **({} if cfg.ray_address else {"num_cpus": max(2, cfg.agent.num_env_runners + 1)}))
     torch.manual_seed(cfg.seed)
     a = cfg.agent
-    env_config = {**cfg.env_kwargs(), "shield": shield}
+    env_config = env_config_for(cfg, shield)
     n = cfg.fleet.num_homes
     config = PPOConfig().env_runners(num_env_runners=a.num_env_runners).debugging(seed=cfg.seed)
     common = {"num_epochs": a.num_epochs, "lr": a.lr, "gamma": a.gamma, "lambda_": a.gae_lambda,
@@ -92,6 +105,14 @@ def train_iteration(algo, cfg: TrainConfig) -> dict[str, float]:
                 s in key for s in ("entropy", "learning_rate", "policy_loss", "vf_loss", "mean_kl")):
             metrics[f"losses/{key}"] = float(value)
     return metrics
+
+
+def progress(algo, cfg: TrainConfig) -> tuple[int, float]:
+    """(iterations, home-steps) the algorithm has done, restored ones included."""
+    from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    fleet_steps = algo.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0.0)
+    return int(algo.iteration), float(fleet_steps or 0.0) * cfg.fleet.num_homes
 
 
 def save(algo, path: Path) -> Path:

@@ -13,6 +13,7 @@ checkpoint and to TensorBoard.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -26,10 +27,12 @@ from ..agents.rule_based import RuleBased
 from ..deployment.shield import Shield, ShieldConfig
 from ..deployment.shielded_policy import ShieldedPolicy
 from ..envs.vpp_env import VppEnv
+from .cli import user_errors
 from .config import YARDSTICKS, TrainConfig
 from .evaluation import EvaluateConfig, rollout
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+log = logging.getLogger("vpprl.train")
 
 LOGGED_KPIS = ("energy_cost", "energy_cost_adjusted", "peak_kw", "load_factor", "ramping_kw", "emissions_kg",
                "discomfort_degh", "dhw_discomfort_degh", "ev_unmet_kwh", "battery_reserve_kwh_h",
@@ -61,6 +64,15 @@ class Trainer:
             return self._rl.train_iteration(self.algo, self.cfg)
         return self._sb3.train_iteration(self.model, self.cfg.agent.train_batch_size, self.cfg.fleet.num_homes)
 
+    def progress(self) -> tuple[int, float]:
+        """(iterations, home-steps) done so far: both 0 for a fresh run, the checkpoint's on ``resume_from``."""
+        if not self.learns:
+            return 0, 0.0
+        if self.cfg.agent.name == "rllib_ppo":
+            return self._rl.progress(self.algo, self.cfg)
+        steps = int(self.model.num_timesteps)
+        return steps // self.cfg.agent.train_batch_size, float(steps) * self.cfg.fleet.num_homes
+
     def policy(self) -> Policy:
         a = self.cfg.agent
         if a.name == "rule_based":
@@ -89,8 +101,18 @@ def _eval_config(cfg: TrainConfig, out: Path, policies: list[str], seeds: list[i
                           citylearn_replicate=bool(cfg.dataset), policies=policies, output_dir=str(out))
 
 
-def train(cfg: TrainConfig) -> dict:
+def check_startup(cfg: TrainConfig) -> VppEnv:
+    """Everything a run can get wrong that needs the data (dataset, start days), checked before RLlib or SB3
+    start; returns the probe env (the same scenario as training) for the periodic KPI episodes."""
+    probe_env = VppEnv(**cfg.env_kwargs())
+    for day in cfg.eval_start_days or []:
+        probe_env.check_start_day("eval_start_days", day)
+    return probe_env
+
+
+def train(cfg: TrainConfig, probe_env: VppEnv | None = None) -> dict:
     """Run the whole path; returns the final evaluation summary and the checkpoint path."""
+    probe_env = probe_env or check_startup(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     shield = Shield(ShieldConfig(feeder_limit_kw=cfg.shield.feeder_limit_kw)) if cfg.shield.enabled else None
@@ -100,12 +122,17 @@ def train(cfg: TrainConfig) -> dict:
 
         writer = SummaryWriter(str(out / "tensorboard"))
     trainer = Trainer(cfg, shield)
-    probe_env = VppEnv(**cfg.env_kwargs())
-    probe_days = cfg.eval_start_days[:1] if cfg.eval_start_days else [110]
+    probe_days = cfg.eval_start_days[:1] if cfg.eval_start_days else [min(110, probe_env.last_start_day)]
     budget = cfg.training
-    t_start, last_steps, last_t = time.perf_counter(), 0.0, time.perf_counter()
-    last_it = 0
-    for it in range(1, (budget.iterations if trainer.learns else 0) + 1):
+    first_it, last_steps = trainer.progress()  # (0, 0) unless resumed: the counters continue from the checkpoint
+    if cfg.resume_from:
+        log.info("resumed from %s at iteration %d (%s home-steps)", cfg.resume_from, first_it, f"{last_steps:,.0f}")
+        if trainer.learns and first_it >= budget.iterations:
+            log.info("nothing left to train: training.iterations=%d is the total; raise it to train on",
+                     budget.iterations)
+    t_start = last_t = time.perf_counter()
+    last_it = first_it
+    for it in range(first_it + 1, (budget.iterations if trainer.learns else 0) + 1):
         metrics = trainer.step()
         last_it = it
         now = time.perf_counter()
@@ -114,8 +141,8 @@ def train(cfg: TrainConfig) -> dict:
         last_steps, last_t = home_steps, now
         out_of_time = budget.time_budget_s is not None and now - t_start >= budget.time_budget_s
         final = it == budget.iterations or out_of_time
-        print(f"[{it}/{budget.iterations}] return {metrics['episode_return']:10.3f}  home-steps {home_steps:12,.0f}  "
-              f"{rate:9,.0f} home-steps/s  {now - t_start:7.1f} s", flush=True)
+        log.info("[%d/%d] return %10.3f  home-steps %12s  %9s home-steps/s  %7.1f s", it, budget.iterations,
+                 metrics["episode_return"], f"{home_steps:,.0f}", f"{rate:,.0f}", now - t_start)
         if writer:
             writer.add_scalar("charts/episode_return", metrics["episode_return"], it)
             writer.add_scalar("perf/home_steps_per_s", rate, it)
@@ -125,23 +152,12 @@ def train(cfg: TrainConfig) -> dict:
         if budget.checkpoint_every and it % budget.checkpoint_every == 0 and not final:
             trainer.save(out / "checkpoints" / f"iter_{it:06d}")
         if writer and (it % budget.log_every == 0 or final):
-            policy = ShieldedPolicy(trainer.policy(), shield) if shield else trainer.policy()
-            row, trace = rollout(probe_env, policy, seed=cfg.eval_seeds[0], start_day=probe_days[0])
-            for key in LOGGED_KPIS:
-                writer.add_scalar(f"kpis/{key}", row[key], it)
-            writer.add_scalar("kpis/return", row["return"], it)
-            for key, value in getattr(policy, "interventions", {}).items():  # shield/<device>/interventions ...
-                writer.add_scalar(key, value, it)
-            print(f"    probe episode (deterministic, day {probe_days[0]}): return {row['return']:.2f}  energy cost "
-                  f"{row['energy_cost']:.2f}  peak {row['peak_kw']:.1f} kW  discomfort {row['discomfort_degh']:.2f} "
-                  f"degh  EV unmet {row['ev_unmet_kwh']:.2f} kWh", flush=True)
-            _log_dispatch(writer, {"learned": trace}, out, it)
+            _probe_episode(writer, trainer, shield, probe_env, cfg.eval_seeds[0], probe_days[0], out, it)
         if out_of_time:
-            print(f"time budget of {budget.time_budget_s:g} s reached after {it} iterations", flush=True)
+            log.info("time budget of %g s reached after %d iterations", budget.time_budget_s, it)
             break
     train_s = time.perf_counter() - t_start
     checkpoint = trainer.save(out / "checkpoint")
-    print(f"checkpoint: {checkpoint}")
     summary: list[dict] = []
     if cfg.evaluate:
         from .evaluate import run as run_evaluation
@@ -150,26 +166,58 @@ def train(cfg: TrainConfig) -> dict:
         others = [p for p in cfg.eval_policies if p != cfg.agent.name]
         eval_cfg = _eval_config(cfg, out / "evaluation", others, list(cfg.eval_seeds), cfg.eval_start_days)
         text, summary = run_evaluation(eval_cfg, extra={cfg.agent.name: learned})
-        print(text)
+        log.info("%s", text)
         if writer:
             for s in summary:
                 for key, value in s.items():
                     if isinstance(value, float) and value == value:
                         writer.add_scalar(f"eval/{s['policy']}/{key}", value, last_it)
     if writer:
-        mine = next((s for s in summary if s["policy"] == cfg.agent.name), {})
-        a = cfg.agent
-        hparams = {"agent": a.name, "lr": a.lr, "gamma": a.gamma, "gae_lambda": a.gae_lambda, "seed": cfg.seed,
-                   "task": cfg.task, "homes": cfg.fleet.num_homes, "shield": cfg.shield.enabled,
-                   "hidden": "x".join(map(str, a.hidden)), "train_batch_size": a.train_batch_size,
-                   "minibatch_size": a.minibatch_size, "num_epochs": a.num_epochs,
-                   "entropy_coeff": a.entropy_coeff, "home_batch": a.home_batch, "iterations": last_it}
-        metrics = {f"hparam/{k}": float(mine[k]) for k in ("return", "oracle_savings_captured") if k in mine
-                   and mine[k] == mine[k]}
-        writer.add_hparams(hparams, metrics or {"hparam/return": float("nan")})
+        _log_hparams(writer, cfg, summary, last_it)
         writer.close()
+    log.info("checkpoint:  %s", checkpoint)
+    if cfg.evaluate:
+        log.info("evaluation:  %s (kpis.md, kpis.csv, kpis_summary.csv, plots/)", out / "evaluation")
+    if writer:
+        log.info("tensorboard: tensorboard --logdir %s", out / "tensorboard")
     return {"checkpoint": str(checkpoint), "summary": summary, "iterations": last_it, "train_s": train_s,
             "home_steps": last_steps}
+
+
+def _probe_episode(writer, trainer: Trainer, shield: Shield | None, env: VppEnv, seed: int, day: int, out: Path,
+                   it: int) -> None:
+    """KPIs, shield interventions and dispatch plots of one deterministic episode, to TensorBoard."""
+    policy = ShieldedPolicy(trainer.policy(), shield) if shield else trainer.policy()
+    row, trace = rollout(env, policy, seed=seed, start_day=day)
+    for key in LOGGED_KPIS:
+        writer.add_scalar(f"kpis/{key}", row[key], it)
+    writer.add_scalar("kpis/return", row["return"], it)
+    for key, value in getattr(policy, "interventions", {}).items():  # shield/<device>/interventions ...
+        writer.add_scalar(key, value, it)
+    log.info("    probe episode (deterministic, day %d): return %.2f  energy cost %.2f  peak %.1f kW  discomfort "
+             "%.2f degh  EV unmet %.2f kWh", day, row["return"], row["energy_cost"], row["peak_kw"],
+             row["discomfort_degh"], row["ev_unmet_kwh"])
+    _log_dispatch(writer, {"learned": trace}, out, it)
+
+
+def _log_hparams(writer, cfg: TrainConfig, summary: list[dict], iterations: int) -> None:
+    """HParams in the run's own TensorBoard event file (``SummaryWriter.add_hparams`` would open a second
+    run in a sub-folder, so the HParams tab and the scalars would not line up)."""
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+    mine = next((s for s in summary if s["policy"] == cfg.agent.name), {})
+    a = cfg.agent
+    params = {"agent": a.name, "lr": a.lr, "gamma": a.gamma, "gae_lambda": a.gae_lambda, "seed": cfg.seed,
+              "task": cfg.task, "homes": cfg.fleet.num_homes, "shield": cfg.shield.enabled,
+              "hidden": "x".join(map(str, a.hidden)), "train_batch_size": a.train_batch_size,
+              "minibatch_size": a.minibatch_size, "num_epochs": a.num_epochs,
+              "entropy_coeff": a.entropy_coeff, "home_batch": a.home_batch, "iterations": iterations}
+    metrics = {f"hparam/{k}": float(mine[k]) for k in ("return", "oracle_savings_captured")
+               if k in mine and mine[k] == mine[k]} or {"hparam/return": float("nan")}
+    for summary_proto in hparams_summaries(params, metrics):
+        writer.file_writer.add_summary(summary_proto)
+    for key, value in metrics.items():
+        writer.add_scalar(key, value, iterations)
 
 
 def _log_dispatch(writer, traces: dict, out: Path, step: int) -> None:
@@ -182,12 +230,14 @@ def _log_dispatch(writer, traces: dict, out: Path, step: int) -> None:
         writer.add_image(f"dispatch/{png.stem}", mpimg.imread(png)[..., :3], step, dataformats="HWC")
 
 
-@hydra.main(config_path="pkg://vpprl.configs", config_name="train", version_base="1.3")
+@hydra.main(config_path="pkg://vpprl.configs.train", config_name="train", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
-    obj: TrainConfig = OmegaConf.to_object(cfg)  # runs every schema's validation
+    with user_errors("vpprl-train"):
+        obj: TrainConfig = OmegaConf.to_object(cfg)  # runs every schema's validation
+        probe_env = check_startup(obj)
     if obj.output_dir == ".":
         obj.output_dir = hydra.core.hydra_config.HydraConfig.get().runtime.output_dir
-    train(obj)
+    train(obj, probe_env)
 
 
 def main() -> None:
