@@ -86,7 +86,7 @@ def _episode_rows(out: Path) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=20.0, help="training wall-time budget")
+    ap.add_argument("--minutes", type=float, default=None, help="training wall-time budget (default 20, --quick 1)")
     ap.add_argument("--homes", type=int, default=20, help="homes in the training fleet (the 'small' fleet)")
     ap.add_argument("--scales", type=int, nargs="+", default=[1, 10, 100], help="evaluation fleet = homes x scale")
     ap.add_argument("--seed", type=int, default=0)
@@ -96,7 +96,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS_DIR / "train_quality.json"))
     args = ap.parse_args()
     if args.quick:
-        args.minutes, args.scales = 1.0, [1, 10]
+        args.scales = [1, 10]
+    args.minutes = args.minutes or (1.0 if args.quick else 20.0)
     work = Path(args.work_dir)
     training: dict = {}
     checkpoint = args.checkpoint

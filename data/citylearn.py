@@ -103,7 +103,7 @@ class _Table:
         bad = check & ((values < lo) | (values > hi))
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{self.path}: column {name!r} must be in [{lo}, {hi}]{unit}, got {values[r]!r} at "
+            raise ValueError(f"{self.path}: column {name!r} must be in [{lo}, {hi}]{unit}, got {float(values[r])!r} at "
                              f"line {self.line(r)} ({int(bad.sum())} value(s) out of range)")
         return values
 

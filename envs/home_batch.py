@@ -41,6 +41,7 @@ class VppHomeBatchEnv(gym.Env):
         self.penalty_per_kwh = float(kwargs.pop("shield_penalty_per_kwh", 0.0))
         check_ranges(type(self).__name__, shield_penalty_per_kwh=(self.penalty_per_kwh, 0.0, 1e4))
         self.resample_fleet = bool(kwargs.pop("resample_fleet", False))
+        self._profiles = kwargs.get("profiles")  # explicit profiles stay; else the config's data source
         self.env = VppEnv(config, **kwargs)
         self.n = self.env.n
         self.home_features = self.env.home_features
@@ -54,7 +55,8 @@ class VppHomeBatchEnv(gym.Env):
         if self.resample_fleet:
             fleet_seed, seed = (int(x) for x in self.np_random.integers(0, 2**31 - 1, 2))
             cfg = self.env.config
-            self.env = VppEnv(replace(cfg, fleet=replace(cfg.fleet, seed=fleet_seed)), self.env.fleet.profiles)
+            # built from the config, so a CityLearn fleet keeps its buildings' device sizes (the data is cached)
+            self.env = VppEnv(replace(cfg, fleet=replace(cfg.fleet, seed=fleet_seed)), self._profiles)
         info = self.env.reset_fleet(seed=seed)
         self.reward_weight = (1.0 / (1.0 + self.env.fleet.layout.flex_load.scale_kw)).astype(np.float32)
         return self.env.agent_observations(), info
@@ -66,7 +68,7 @@ class VppHomeBatchEnv(gym.Env):
                              f"got {action.shape}")
         reward, truncated, info = self.env.advance_action(action, self.shield, self.penalty_per_kwh)
         out = {"reward_per_home": reward.astype(np.float32), "reward_weight": self.reward_weight}
-        for key in ("kpis", "shield"):
+        for key in ("kpis", "shield", "shield_moved_kw"):
             if key in info:
                 out[key] = info[key]
         return self.env.agent_observations(), float(reward.mean(dtype=np.float64)), False, truncated, out

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields
 
-from ..data.citylearn import load_citylearn
+from ..data.citylearn import CityLearnDataset, load_citylearn
 from ..data.default_scenario import default_profiles
 from ..data.profiles import Profiles
 from .fleet import COST_NAMES, Fleet
@@ -82,12 +83,18 @@ class ScenarioConfig:
         return max(1, int(round(self.episode_hours * 3600 / self.dt_s)))
 
 
+@functools.lru_cache(maxsize=4)
+def _citylearn(dataset: str) -> CityLearnDataset:
+    """A dataset is read once per process: envs rebuilt every episode (resampled fleets) reuse it."""
+    return load_citylearn(dataset)
+
+
 def load_profiles(config: ScenarioConfig, profiles: Profiles | None = None):
     """(profiles, layout) for the scenario's data source and fleet (or for ``profiles`` given directly)."""
     if profiles is not None:
         return profiles, build_fleet(config.fleet, profiles)
     if config.dataset is not None:
-        ds = load_citylearn(config.dataset)
+        ds = _citylearn(config.dataset)
         layout = build_citylearn_fleet(ds, config.fleet, replicate=config.citylearn_replicate)
         return ds.profiles, layout
     default: Profiles = default_profiles(config.num_profiles)

@@ -259,6 +259,8 @@ class VppEnv(gym.Env):
         """KPIs of the episode so far (fleet totals; tasks' KPIs included)."""
         out = self._kpi.kpis()
         out["terminal_value"] = self._terminal_value
+        out["nonfinite_actions"] = float(self.fleet.action_stats.nonfinite)  # NaN/inf entries, acted on as 0
+        out["clipped_actions"] = float(self.fleet.action_stats.clipped)  # entries outside [-1, 1]
         out["energy_cost_adjusted"] = out["energy_cost"] - self._terminal_value
         for task in self.tasks:
             out.update(task.kpis())

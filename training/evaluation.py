@@ -10,6 +10,7 @@ so results sit beside the field's published figures.
 from __future__ import annotations
 
 import csv
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,13 @@ from ..envs import FleetConfig, Ownership, VppEnv
 from ..envs.scenario import ScenarioConfig
 from ..envs.fleet import EV
 
+log = logging.getLogger("vpprl.evaluation")
+
 POLICIES = ("no_control", "rule_based", "rule_based_ev_on_arrival", "mpc", "oracle")
 TABLE_COLUMNS = ("return", "oracle_savings_captured", "energy_cost", "energy_cost_adjusted", "peak_kw",
                  "load_factor", "ramping_kw", "emissions_kg", "discomfort_degh", "dhw_discomfort_degh",
-                 "ev_unmet_kwh", "battery_reserve_kwh_h", "site_limit_kwh", "citylearn_score", "wall_s")
+                 "ev_unmet_kwh", "battery_reserve_kwh_h", "site_limit_kwh", "citylearn_score", "nonfinite_actions",
+                 "wall_s")
 
 
 def check_seed(field_name: str, seed: int) -> None:
@@ -171,6 +175,9 @@ def rollout(env: VppEnv, policy: Policy, seed: int, start_day: int | None) -> tu
             trace[key].append(float(value))
     row = {"policy": policy.name, "seed": seed, "start_day": start_day, "return": ret,
            "wall_s": time.perf_counter() - t0, **info["kpis"]}
+    if row["nonfinite_actions"]:
+        log.warning("policy %s sent %d NaN/inf action entries (seed %d): the devices followed their own control "
+                    "there; see nonfinite_actions in the KPI table", policy.name, row["nonfinite_actions"], seed)
     return row, {k: np.asarray(v) for k, v in trace.items()}
 
 

@@ -121,7 +121,11 @@ def save(algo, path: Path) -> Path:
 
 class RllibPolicy(Policy):
     """The shared module of a checkpoint, acting deterministically (the Gaussian's mean) on every
-    home's observation row at once; works on any fleet size (a per-home policy with global context)."""
+    home's observation row at once; works on any fleet size (a per-home policy with global context).
+
+    Acts on the observation alone: ``VppEnv``'s flat vector (N x F home features, then the G global ones)
+    or per-home rows (N, F + G) as the multi-agent and home-batch views give them. No env is read, so it
+    works the same on ``gym.make`` envs, wrapped envs and telemetry assembled elsewhere."""
 
     name = "rllib_ppo"
 
@@ -140,9 +144,27 @@ class RllibPolicy(Policy):
         self.module = module
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        rows = self.env.agent_observations()
+        rows = home_rows(np.asarray(obs, dtype=np.float32), int(self.module.observation_space.shape[-1]))
         with self._torch.no_grad():
             out = self.module.forward_inference({"obs": self._torch.as_tensor(rows)})
         logits = out["action_dist_inputs"].numpy()
         mean = logits[:, : logits.shape[1] // 2]
         return np.clip(mean, -1.0, 1.0).astype(np.float32).ravel()
+
+
+def home_rows(obs: np.ndarray, width: int) -> np.ndarray:
+    """Per-home rows (N, F + G) from a centralized observation (N * F + G,), or rows passed through."""
+    from ..envs.observation import HOME_FEATURES
+
+    if obs.ndim == 2 and obs.shape[1] == width:
+        return obs
+    f = len(HOME_FEATURES)
+    g = width - f
+    n, rest = divmod(obs.size - g, f)
+    if obs.ndim != 1 or rest or n < 1:
+        raise ValueError(f"observation of shape {obs.shape} is neither per-home rows (N, {width}) nor a centralized "
+                         f"vector of N x {f} home features + {g} global features")
+    rows = np.empty((n, width), dtype=np.float32)
+    rows[:, :f] = obs[: n * f].reshape(n, f)
+    rows[:, f:] = obs[n * f:]
+    return rows

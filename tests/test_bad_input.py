@@ -1,0 +1,257 @@
+"""What users get wrong gets a clear error at start-up, naming the field (or file, column and line) and the
+allowed range, without a traceback; nothing is silently clamped, wrapped, broadcast or dropped."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from vpprl.agents.policy import Policy
+from vpprl.data.bundled import bundled_dataset_path
+from vpprl.data.citylearn import load_citylearn
+from vpprl.deployment import Shield, ShieldConfig
+from vpprl.envs import VppEnv, VppParallelEnv
+from vpprl.envs.fleet import NUM_DEVICE_CLASSES
+from vpprl.envs.home_batch import VppHomeBatchEnv
+from vpprl.training.evaluation import rollout
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+TRAIN_ERRORS = [  # (override, what the one-line message must say)
+    ("seed=-1", r"seed must be an integer in \[0, 4294967295\], got -1"),
+    ("eval_seeds=[-3]", r"eval_seeds must be an integer in \[0, 4294967295\], got -3"),
+    ("shield.penalty_per_kwh=-0.5", r"shield.penalty_per_kwh must be in \[0.0, 10000.0\], got -0.5"),
+    ("shield.feeder_limit_kw=nan", r"shield.feeder_limit_kw must be in \[0.001, .*\], got nan"),
+    ("eval_start_days=[400]", r"eval_start_days must be a whole day in \[0, 364\] .* got 400"),
+    ("eval_start_days=[15,20]", r"eval_start_days must have 1 or len\(eval_seeds\)=3 entries, got 2"),
+    ("dt_s=0", r"dt_s must be an integer in \[1, 86400\] seconds, got 0"),
+    ("episode_hours=0", r"episode_hours must be in \[dt_s/3600, 8784\], got 0.0"),
+    ("dataset=no/such/dir", r"dataset 'no/such/dir': no such directory .* bundled: \['citylearn_2022'\]"),
+    ("resume_from=no/such/checkpoint", r"resume_from: .*no/such/checkpoint is not a rllib_ppo checkpoint"),
+    ("fleet.seed=-2", r"FleetConfig.seed must be an integer in \[0, 2\*\*63\), got -2"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), TRAIN_ERRORS)
+def test_train_rejects_bad_input_at_startup_in_one_line(override, message, tmp_path):
+    proc = _cli("vpprl-train", override, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vpprl-train: error: "), proc.stderr
+    assert re.search(message, lines[0]), lines[0]
+    assert not list(tmp_path.glob("outputs/*/*/checkpoint"))  # stopped before any training
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("start_days=[365]", r"start_days must be a whole day in \[0, 364\]"),
+    ("seeds=[-1]", r"seeds must be an integer in \[0, 4294967295\], got -1"),
+    ("fleet_seed=-1", r"fleet_seed must be an integer"),
+    ("dataset=missing_dir", r"dataset 'missing_dir': no such directory"),
+    ("dt_s=-900", r"dt_s must be an integer in \[1, 86400\]"),
+])
+def test_evaluate_rejects_bad_input_at_startup_in_one_line(override, message, tmp_path):
+    proc = _cli("vpprl-evaluate", override, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert re.search(message, proc.stderr.strip()), proc.stderr
+
+
+def test_evaluate_takes_task_as_a_value(tmp_path):
+    """``task`` is a train config group but a plain field of vpprl-evaluate (it once failed with
+    "Could not override 'task'")."""
+    proc = _cli("vpprl-evaluate", "task=peak_shaving", "num_homes=5", "seeds=[0]", "policies=[no_control]",
+                "plots=false", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "# peak_shaving, 5 homes" in proc.stdout
+
+
+def test_evaluate_help_lists_no_training_groups(tmp_path):
+    proc = _cli("vpprl-evaluate", "--help", cwd=tmp_path)
+    groups = proc.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    for train_group in ("agent:", "launcher:", "training:", "shield:"):
+        assert train_group not in groups
+
+
+# ----- CityLearn files -------------------------------------------------------------------------------------
+@pytest.fixture()
+def dataset_copy(tmp_path) -> Path:
+    """A writable copy of the bundled dataset, every CSV decompressed (the loader reads both forms)."""
+    src = bundled_dataset_path("citylearn_2022")
+    dst = tmp_path / "ds"
+    dst.mkdir()
+    for f in src.iterdir():
+        if f.suffix == ".gz":
+            with gzip.open(f, "rb") as fin, open(dst / f.stem, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+        else:
+            shutil.copy(f, dst / f.name)
+    return dst
+
+
+def _edit(path: Path, edit) -> None:
+    df = pd.read_csv(path)
+    df = edit(df)
+    df.to_csv(path, index=False)
+
+
+def test_plain_and_gzip_copies_load_identically(dataset_copy):
+    np.testing.assert_array_equal(load_citylearn(dataset_copy).profiles.home,
+                                  load_citylearn("citylearn_2022").profiles.home)
+
+
+@pytest.mark.parametrize(("file", "column", "row", "value", "message"), [
+    ("charger_1_1.csv", "electric_vehicle_required_soc_departure", 0, np.nan,
+     r"charger_1_1.csv: column 'electric_vehicle_required_soc_departure' has 1 empty .* first at line 2"),
+    ("charger_1_1.csv", "current_soc", 3, 140.0,
+     r"column 'current_soc' must be in \[0, 100\] %, got 140.0 at line 5"),
+    ("Building_3.csv", "non_shiftable_load", 100, -0.4,
+     r"Building_3.csv: column 'non_shiftable_load' must be in \[0.0, 100000.0\] kW, got -0.4 at line 102"),
+    ("Building_3.csv", "solar_generation", 7, np.nan, r"Building_3.csv: column 'solar_generation' has 1 empty"),
+    ("weather.csv", "outdoor_dry_bulb_temperature", 8759, np.nan,
+     r"weather.csv: column 'outdoor_dry_bulb_temperature' has 1 empty .* line 8761"),
+    ("pricing.csv", "electricity_pricing", 5, "abc", r"pricing.csv: column 'electricity_pricing' .*'abc'"),
+])
+def test_bad_values_name_file_column_and_line(dataset_copy, file, column, row, value, message):
+    def put(df):
+        df[column] = df[column].astype(object)
+        df.loc[row, column] = value
+        return df
+
+    _edit(dataset_copy / file, put)
+    with pytest.raises(ValueError, match=message):
+        load_citylearn(dataset_copy)
+
+
+def test_truncated_file_is_an_error_not_a_shorter_dataset(dataset_copy):
+    _edit(dataset_copy / "Building_9.csv", lambda df: df.iloc[:5000])
+    with pytest.raises(ValueError, match=r"Building_9.csv: 5000 data rows, but the simulation window needs rows "
+                                         r"0..8759 .* truncated"):
+        load_citylearn(dataset_copy)
+
+
+def test_missing_column_and_missing_file(dataset_copy):
+    _edit(dataset_copy / "Building_2.csv", lambda df: df.drop(columns=["non_shiftable_load"]))
+    with pytest.raises(ValueError, match=r"Building_2.csv: missing column\(s\) \['non_shiftable_load'\]"):
+        load_citylearn(dataset_copy)
+    (dataset_copy / "Building_2.csv").unlink()
+    with pytest.raises(FileNotFoundError, match=r"Building_2.csv \(nor Building_2.csv.gz\)"):
+        load_citylearn(dataset_copy)
+
+
+def test_missing_departure_is_the_end_of_the_connected_run_and_is_reported(dataset_copy):
+    """A connected row without a departure time: hours until the charger state leaves 1 (hand-counted), and
+    the fill is listed in ``notes`` (never the 1 h that ``nan_to_num`` + 1 used to give)."""
+    raw = pd.read_csv(dataset_copy / "charger_10_1.csv").iloc[:8760]
+    state = raw["electric_vehicle_charger_state"].to_numpy()
+    dep = raw["electric_vehicle_departure_time"].to_numpy()
+    r = int(np.flatnonzero((state == 1) & np.isnan(dep))[0])
+    end = r
+    while end < len(state) and state[end] == 1:
+        end += 1
+    ds = load_citylearn(dataset_copy)
+    k = ds.profiles.names.index("Building_10")
+    assert ds.profiles.home_channel("ev_hours_to_departure")[k][r] == pytest.approx(end - r)
+    assert any(n.startswith("charger_10_1.csv: electric_vehicle_departure_time empty in") for n in ds.notes)
+
+
+# ----- actions ---------------------------------------------------------------------------------------------
+def test_transposed_or_scalar_actions_are_refused():
+    env = VppEnv(task="price_arbitrage", num_homes=8, seed=0)
+    env.reset(seed=0)
+    good = np.zeros((8, NUM_DEVICE_CLASSES), np.float32)
+    env.step(good)
+    env.step(good.ravel())
+    with pytest.raises(ValueError, match=r"action must have shape \(48,\) or \(8, 6\)"):
+        env.step(good.T)  # (D, N): same size, entries would land on the wrong homes
+    with pytest.raises(ValueError, match="action must have shape"):
+        env.step(np.float32(0.5))
+
+
+def test_per_agent_actions_must_have_one_value_per_device_class():
+    env = VppParallelEnv(task="price_arbitrage", num_homes=3, seed=0)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action of 'home_1' must have shape \(6,\).* got shape \(\)"):
+        env.step({"home_0": np.zeros(6), "home_1": 0.3})  # a scalar would be broadcast to every device
+    with pytest.raises(ValueError, match="unknown agent 'home_7'"):
+        env.step({"home_7": np.zeros(6)})
+
+
+def test_feeder_limit_nan_is_refused():
+    with pytest.raises(ValueError, match="ShieldConfig.feeder_limit_kw must be a finite number > 0 kW"):
+        ShieldConfig(feeder_limit_kw=float("nan"))
+
+
+class _NanPolicy(Policy):
+    name = "nan"
+
+    def act(self, obs):
+        a = np.zeros(self.env.action_space.shape, np.float32)
+        a[::NUM_DEVICE_CLASSES] = np.nan  # every home's battery entry
+        return a
+
+
+def test_nan_actions_show_in_the_evaluation_kpis():
+    env = VppEnv(task="price_arbitrage", num_homes=5, seed=0, episode_hours=6.0)
+    row, _ = rollout(env, _NanPolicy(), seed=0, start_day=40)
+    assert row["nonfinite_actions"] == 5 * 24  # 5 batteries x 24 quarter-hours
+
+
+# ----- shield penalty on the RLlib paths --------------------------------------------------------------------
+def test_rllib_env_config_carries_the_shield_penalty():
+    """The penalty reaches the home-batch env RLlib trains on: per home, reward without penalty minus
+    penalty x kWh the shield moved (moved kW x 0.25 h)."""
+    from vpprl.training.config import ShieldSettings, TrainConfig
+    from vpprl.training.rllib_adapter import env_config_for
+
+    cfg = TrainConfig(shield=ShieldSettings(penalty_per_kwh=2.0))
+    shield = Shield(ShieldConfig())
+    with_penalty = VppHomeBatchEnv(env_config_for(cfg, shield))
+    without = VppHomeBatchEnv({**env_config_for(cfg, shield), "shield_penalty_per_kwh": 0.0})
+    with_penalty.reset(seed=3)
+    without.reset(seed=3)
+    rng = np.random.default_rng(0)
+    moved_total = 0.0
+    for _ in range(8):
+        action = rng.uniform(-1, 1, with_penalty.action_space.shape).astype(np.float32)
+        _, r1, _, _, info1 = with_penalty.step(action)
+        _, r0, _, _, info0 = without.step(action)
+        moved = 0.25 * np.asarray(info1["shield_moved_kw"])  # kWh in a 15-minute step
+        np.testing.assert_allclose(info1["reward_per_home"], info0["reward_per_home"] - 2.0 * moved, atol=1e-5)
+        moved_total += moved.sum()
+    assert moved_total > 0  # random actions do get moved, so the check above is not 0 == 0
+
+
+def test_negative_penalty_refused_by_every_env_view():
+    for make in (lambda: VppHomeBatchEnv(num_homes=2, shield_penalty_per_kwh=-1.0),
+                 lambda: VppParallelEnv(num_homes=2, shield_penalty_per_kwh=-1.0)):
+        with pytest.raises(ValueError, match=r"shield_penalty_per_kwh must be in \[0.0, 10000.0\], got -1.0"):
+            make()
+
+
+# ----- start days -------------------------------------------------------------------------------------------
+def test_start_day_beyond_the_data_is_refused_and_random_days_stay_inside():
+    from vpprl.data.profiles import G, H, Profiles
+
+    rows = 96 * 10  # ten days at 15 min
+    home = np.zeros((rows, 1, len(H)), np.float32)
+    grid = np.zeros((rows, len(G)))
+    grid[:, G["price_import"]] = 0.2
+    p = Profiles(900, home, grid, "2024-01-01", ("a",))
+    with pytest.raises(ValueError, match=r"ScenarioConfig.start_day must be a whole day in \[0, 8\]"):
+        VppEnv(profiles=p, task="price_arbitrage", num_homes=2, start_day=9, episode_hours=48.0)
+    env = VppEnv(profiles=p, task="price_arbitrage", num_homes=2, episode_hours=48.0)
+    starts = {env.reset(seed=s)[1]["start_seconds"] // 86400 for s in range(60)}
+    assert starts <= set(range(9)) and len(starts) > 5  # days 0..8: a 2-day episode ends by day 10
