@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _results import RESULTS_DIR, write_results
 
 
-
 def _plain_copy_of_bundled_citylearn(dest: Path) -> Path:
     """vpprl ships the dataset gzip-compressed; CityLearn itself reads plain CSVs."""
     from vpprl.data.bundled import bundled_dataset_path

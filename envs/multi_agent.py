@@ -15,8 +15,8 @@ import gymnasium as gym
 import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from .fleet import NUM_DEVICE_CLASSES
 from .agent_actions import stack_agent_actions
+from .fleet import NUM_DEVICE_CLASSES
 from .tasks.base import check_ranges
 from .vpp_env import VppEnv, unpack_env_config
 

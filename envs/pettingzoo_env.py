@@ -12,8 +12,8 @@ import gymnasium as gym
 import numpy as np
 from pettingzoo import ParallelEnv
 
-from .fleet import NUM_DEVICE_CLASSES
 from .agent_actions import stack_agent_actions
+from .fleet import NUM_DEVICE_CLASSES
 from .tasks.base import check_ranges
 from .vpp_env import VppEnv
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from ..agents.rule_based import RuleConfig
 from ..deployment.wrappers import MAX_PENALTY_PER_KWH
 from ..envs.fleet_config import FleetConfig
-from ..envs.vpp_env import scenario_from_kwargs
 from ..envs.tasks.base import check_ranges
+from ..envs.vpp_env import scenario_from_kwargs
 from .evaluation import MpcConfig, check_policy_names, check_seed
 
 LEARNERS = ("rllib_ppo", "sb3_ppo", "sb3_sac")

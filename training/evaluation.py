@@ -23,8 +23,8 @@ from ..agents.policy import NoControl, Policy
 from ..agents.rule_based import ChargeOnArrival, RuleBased
 from ..data.profiles import G
 from ..envs import FleetConfig, Ownership, VppEnv
-from ..envs.scenario import ScenarioConfig
 from ..envs.fleet import EV
+from ..envs.scenario import ScenarioConfig
 
 log = logging.getLogger("vpprl.evaluation")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import ray
 import torch
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.connectors.connector_v2 import ConnectorV2
@@ -28,6 +29,12 @@ from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from torch import nn
+
+TESTED_RAY_VERSION = "2.60.0"  # the overrides below rely on RLlib internals of exactly this version
+if ray.__version__ != TESTED_RAY_VERSION:
+    raise ImportError(f"vpprl's home-batch learner overrides RLlib internals of ray {TESTED_RAY_VERSION} (the version "
+                      f"its tests run), found ray {ray.__version__}: pip install 'ray[rllib]=={TESTED_RAY_VERSION}', "
+                      f"or train with agent.home_batch=false (the plain per-agent path)")
 
 REWARD_KEY = "reward_per_home"
 WEIGHT_KEY = "reward_weight"  # optional per-home scale of the learning signal (see VppHomeBatchEnv)
