@@ -62,6 +62,11 @@ def _pv_per_kwp(weather: pd.DataFrame, meta: dict, index: pd.DatetimeIndex) -> n
     return np.stack(out)
 
 
+def _mid_hour(series: pd.Series) -> pd.Series:
+    """A TMY column labelled at the middle of the hour it averages (TMY labels an hour at its end)."""
+    return pd.Series(series.to_numpy(dtype=float), index=series.index - pd.Timedelta(minutes=30))
+
+
 def _to_index(series: pd.Series, index: pd.DatetimeIndex) -> np.ndarray:
     """Interpolate an hourly series onto ``index`` (wrapping around the year's ends)."""
     x = (series.index - series.index[0]).total_seconds().to_numpy()
@@ -118,7 +123,10 @@ def default_profiles(num_profiles: int = 64, seed: int = 2026) -> Profiles:
     mean_kw = ANNUAL_BASE_LOAD_KWH / 8760.0
     h25 = _bdew_profile("h25", index)
     home[:, :, H["base_load_kw"]] = (mean_kw * h25[None, :] * synthetic.load_diversity(rng, num_profiles, t)).T
-    pv = _pv_per_kwp(weather, meta, index)
+    # every weather-driven channel on one time base: hourly values at their hour's middle, read at the
+    # middle of each 15-minute step (PV, irradiance and temperature stay aligned with each other)
+    step_mid = index + pd.Timedelta(seconds=DT_S / 2)
+    pv = _pv_per_kwp(weather, meta, step_mid)
     home[:, :, H["pv_kw_per_kwp"]] = pv[np.arange(num_profiles) % len(ROOF_ORIENTATIONS)].T
     home[:, :, H["dhw_draw_l"]] = synthetic.hot_water_draws(rng, num_profiles, n_days, steps_per_day).T
     home[:, :, H["flex_load_kw"]] = _bdew_profile("g25", index)[:, None]
@@ -126,8 +134,8 @@ def default_profiles(num_profiles: int = 64, seed: int = 2026) -> Profiles:
     home[:, :, H["ev_connected"]: H["ev_target_soc"] + 1] = ev.transpose(1, 0, 2)
 
     grid = np.zeros((t, len(GRID_CHANNELS)))
-    grid[:, 0] = _to_index(weather["temp_air"].astype(float), index)
-    grid[:, 1] = np.clip(_to_index(weather["ghi"].astype(float), index), 0.0, None)
+    grid[:, 0] = _to_index(_mid_hour(weather["temp_air"]), step_mid)
+    grid[:, 1] = np.clip(_to_index(_mid_hour(weather["ghi"]), step_mid), 0.0, None)
     grid[:, 2] = _tou_prices(index)
     grid[:, 3] = EXPORT_PRICE
     grid[:, 4] = _carbon(index)

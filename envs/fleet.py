@@ -78,7 +78,7 @@ class Fleet:
         self._draw_scale = (layout.load_scale * min(1.0, dt_s / p.dt_s)).astype(DTYPE)
         self.battery = Battery(layout.battery, self.dt_h)
         self.ev = EvCharger(layout.ev, self.dt_h)
-        self.pv = Solar(layout.pv_kwp, self.dt_h)
+        self.pv = Solar(layout.pv_kwp * layout.pv_derate, self.dt_h)  # kW per kWp of the orientation delivered
         self.water_heater = WaterHeater(layout.water_heater, self.dt_h)
         self.thermostat = Thermostat(layout.thermostat, self.dt_h)
         self.flex = FlexLoad(layout.flex_load, self.dt_h)
@@ -141,7 +141,10 @@ class Fleet:
         idx = (self._shift + row) % p.num_rows
         idx *= p.num_profiles
         idx += self._profile
-        return np.ascontiguousarray(np.take(self._table, idx, axis=0).T), p.grid[row]
+        ch = np.ascontiguousarray(np.take(self._table, idx, axis=0).T)
+        # PV follows the (unshifted) weather that drives it: only load-like channels carry the home's shift
+        ch[H["pv_kw_per_kwp"]] = self._table[row * p.num_profiles + self._profile, H["pv_kw_per_kwp"]]
+        return ch, p.grid[row]
 
     def scaled_inputs(self, step: int) -> dict[str, np.ndarray]:
         """Per-home exogenous inputs of episode step ``step`` in physical units (kW, litres, h)."""

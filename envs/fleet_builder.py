@@ -36,7 +36,8 @@ class FleetLayout:
     profile_index: np.ndarray  # (N,) int64 into profiles
     shift_s: np.ndarray  # (N,) int64 time shift in seconds (the fleet converts it to rows at its resolution)
     load_scale: np.ndarray  # (N,) multiplier of the base load and hot-water draws
-    pv_kwp: np.ndarray
+    pv_kwp: np.ndarray  # (N,) installed PV, kWp
+    pv_derate: np.ndarray  # (N,) shading and soiling: fraction of the orientation's per-kWp output delivered
     battery: BatteryParams
     ev: EvChargerParams
     water_heater: WaterHeaterParams
@@ -109,9 +110,12 @@ def build_fleet(config: FleetConfig, profiles: Profiles) -> FleetLayout:
         shift_s=shift_s.astype(np.int64),
         load_scale=rng.lognormal(0.0, config.load_scale_sigma, n) if config.load_scale_sigma > 0 else np.ones(n),
         pv_kwp=np.where(has["pv"], _uniform(rng, config.pv_kwp, n), 0.0),
+        pv_derate=np.ones(n),
         battery=battery, ev=ev, water_heater=water_heater, thermostat=thermostat, flex_load=flex,
         vulnerable=vulnerable, site_import_limit_kw=imp, site_export_limit_kw=exp,
     )
+    # drawn last, so that adding it left every other draw of a seed unchanged
+    layout.pv_derate = _uniform(rng, config.pv_derate, n)
     _cast(layout)
     return layout
 
@@ -147,6 +151,8 @@ def build_citylearn_fleet(dataset: CityLearnDataset, config: FleetConfig | None 
     layout.battery.charge_efficiency = np.where(cap > 0, eff, 0.95)
     layout.battery.discharge_efficiency = np.where(cap > 0, eff, 0.95)
     layout.pv_kwp = spec("pv_kwp")
+    if not replicate:  # as published: the building's own PV output, no per-home losses
+        layout.pv_derate = np.ones(len(idx))
     layout.ev.max_charge_kw = spec("charger_kw")
     layout.ev.max_discharge_kw = spec("charger_discharge_kw")
     layout.ev.efficiency = np.where(spec("charger_kw") > 0, spec("charger_efficiency"), 0.93)

@@ -47,7 +47,8 @@ class FleetConfig:
     vulnerable_fraction: float = 0.1
     #: per-home base-load multiplier is lognormal(0, sigma)
     load_scale_sigma: float = 0.3
-    #: homes read their profile shifted by up to this many whole days ...
+    #: homes read their load, hot-water and EV channels shifted by up to this many whole days (PV and the
+    #: weather are never shifted) ...
     max_day_shift: int = 14
     #: ... plus a jitter of up to +- this many minutes (rounded to profile rows)
     time_jitter_minutes: float = 45.0
@@ -55,6 +56,10 @@ class FleetConfig:
     battery_c_rate: tuple[float, float] = (0.35, 0.5)  # kW per kWh
     battery_reserve_soc: tuple[float, float] = (0.1, 0.3)
     pv_kwp: tuple[float, float] = (3.0, 10.0)
+    #: per-home shading and soiling: fraction of the orientation's output a home's PV delivers. PV diversity
+    #: comes from orientation and tilt (the profiles), size and these losses, never from a time shift: PV
+    #: stays aligned with the weather that drives it.
+    pv_derate: tuple[float, float] = (0.85, 1.0)
     ev_charger_kw: tuple[float, ...] = (7.2, 11.0)
     water_heater_litres: tuple[float, float] = (150.0, 300.0)
     water_heater_kw: tuple[float, float] = (3.8, 5.5)
@@ -87,6 +92,7 @@ class FleetConfig:
         _check_interval("battery_c_rate", self.battery_c_rate, 0.01, 5.0)
         _check_interval("battery_reserve_soc", self.battery_reserve_soc, 0.0, 0.9)
         _check_interval("pv_kwp", self.pv_kwp, 0.1, 1000.0)
+        _check_interval("pv_derate", self.pv_derate, 0.1, 1.0)
         if not self.ev_charger_kw or any(not 1.0 <= v <= 350.0 for v in self.ev_charger_kw):
             raise ValueError(f"FleetConfig.ev_charger_kw must be a non-empty list of values in [1, 350], "
                              f"got {self.ev_charger_kw!r}")

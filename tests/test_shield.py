@@ -127,7 +127,7 @@ def test_bad_shapes_and_configs_fail_clearly():
     env.reset(seed=0)
     with pytest.raises(ValueError, match=r"setpoints_kw must have shape \(D, N\) = \(6, 5\)"):
         Shield().project(env.fleet, np.zeros((5, 6)))
-    with pytest.raises(ValueError, match=r"ShieldConfig.feeder_limit_kw must be > 0"):
+    with pytest.raises(ValueError, match=r"ShieldConfig.feeder_limit_kw must be a finite number > 0"):
         ShieldConfig(feeder_limit_kw=-3.0)
 
 
