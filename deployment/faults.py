@@ -197,11 +197,16 @@ class CommFaultWrapper(gym.Wrapper):
             raise TypeError("CommFaultWrapper must wrap a VppEnv directly (it steps the env with setpoints)")
         self.faults = faults
         self.shield = shield or Shield()
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._col = {name: j for j, name in enumerate(HOME_FEATURES)}
 
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """``reset(seed=s)`` also re-seeds the faults (from the wrapper's ``seed`` and ``s``), so the same
+        seed and actions give the same trajectory, faults included (Gymnasium's reproducibility rule)."""
+        if seed is not None:
+            self.rng = np.random.default_rng([self.seed, seed])
+        obs, info = self.env.reset(seed=seed, options=options)
         fleet = self.env.unwrapped.fleet
         self.estimators = {d: TelemetryEstimator(fleet, d) for d in STATEFUL}
         self._history = {d: deque(maxlen=self.faults.of(d).telemetry_delay_steps + 1) for d in STATEFUL}
