@@ -13,6 +13,7 @@ import numpy as np
 from ..data.citylearn import CityLearnDataset
 from ..data.profiles import Profiles
 from .devices import BatteryParams, EvChargerParams, FlexLoadParams, ThermostatParams, WaterHeaterParams
+from .devices.thermostat import cop_cooling, cop_heating
 from .fleet_config import FleetConfig
 
 #: dtype of all per-home physical arrays: float32 halves the memory traffic of a step (the step is
@@ -52,6 +53,27 @@ class FleetLayout:
         return len(self.profile_index)
 
 
+def design_temperatures_c(profiles: Profiles) -> tuple[float, float]:
+    """(heating, cooling) design outdoor temperatures of the data: its 1st and 99th percentiles (the
+    ASHRAE 99 % heating and 1 % cooling design conditions, computed from the data itself)."""
+    t_out = profiles.grid_channel("outdoor_temp_c")
+    return float(np.percentile(t_out, 1.0)), float(np.percentile(t_out, 99.0))
+
+
+def design_heat_pump_kw(tp: ThermostatParams, profiles: Profiles) -> np.ndarray:
+    """Rated electrical kW that holds each home's comfort band at the design conditions, in steady state:
+    heating the band's lower edge at the heating design temperature with no gains (as heating loads are
+    computed), cooling the upper edge at the cooling design temperature against internal gains and full sun
+    on the windows. Thermal load = temperature difference / R; electrical = thermal / COP at that
+    temperature (``cop_heating`` / ``cop_cooling``)."""
+    t_heat, t_cool = design_temperatures_c(profiles)
+    r = tp.resistance_c_per_kw
+    heat_kw = np.maximum(tp.comfort_low_c - t_heat, 0.0) / r / cop_heating(t_heat)
+    sun_kw = tp.solar_aperture_m2 * float(profiles.grid_channel("ghi_w_m2").max()) / 1000.0
+    cool_kw = np.maximum((t_cool - tp.comfort_high_c) / r + tp.internal_gain_kw + sun_kw, 0.0) / cop_cooling(t_cool)
+    return np.maximum(heat_kw, cool_kw)
+
+
 def _uniform(rng: np.random.Generator, interval: tuple[float, float], n: int) -> np.ndarray:
     return rng.uniform(interval[0], interval[1], n)
 
@@ -83,14 +105,18 @@ def build_fleet(config: FleetConfig, profiles: Profiles) -> FleetLayout:
     vulnerable = rng.random(n) < config.vulnerable_fraction
     band_lo = np.where(vulnerable, config.vulnerable_comfort_band_c[0], config.comfort_band_c[0])
     band_hi = np.where(vulnerable, config.vulnerable_comfort_band_c[1], config.comfort_band_c[1])
+    resistance = _uniform(rng, config.home_resistance_c_per_kw, n)
+    capacitance = _uniform(rng, config.home_capacitance_kwh_per_c, n)
+    oversize = _uniform(rng, config.heat_pump_oversize, n)  # where the rated kW used to be drawn
     thermostat = ThermostatParams(
-        resistance_c_per_kw=_uniform(rng, config.home_resistance_c_per_kw, n),
-        capacitance_kwh_per_c=_uniform(rng, config.home_capacitance_kwh_per_c, n),
-        heat_pump_kw=np.where(has["thermostat"], _uniform(rng, config.heat_pump_kw, n), 0.0),
+        resistance_c_per_kw=resistance,
+        capacitance_kwh_per_c=capacitance,
+        heat_pump_kw=np.zeros(n),
         comfort_low_c=band_lo, comfort_high_c=band_hi,
         solar_aperture_m2=_uniform(rng, (1.0, 4.0), n), internal_gain_kw=_uniform(rng, (0.2, 0.6), n),
         balance_temp_c=band_lo - 2.0,
     )
+    thermostat.heat_pump_kw = np.where(has["thermostat"], oversize * design_heat_pump_kw(thermostat, profiles), 0.0)
     water_heater = WaterHeaterParams(
         volume_l=_uniform(rng, config.water_heater_litres, n),
         element_kw=np.where(has["water_heater"], _uniform(rng, config.water_heater_kw, n), 0.0),

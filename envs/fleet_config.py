@@ -63,7 +63,9 @@ class FleetConfig:
     ev_charger_kw: tuple[float, ...] = (7.2, 11.0)
     water_heater_litres: tuple[float, float] = (150.0, 300.0)
     water_heater_kw: tuple[float, float] = (3.8, 5.5)
-    heat_pump_kw: tuple[float, float] = (2.0, 5.0)
+    #: heat pumps are sized to the home's design load (heating at the data's 99 % design temperature, cooling
+    #: at its 1 % one, see ``fleet_builder.size_heat_pumps``) times this oversize factor, as installers do
+    heat_pump_oversize: tuple[float, float] = (1.1, 1.4)
     home_resistance_c_per_kw: tuple[float, float] = (2.5, 5.0)
     home_capacitance_kwh_per_c: tuple[float, float] = (4.0, 10.0)
     comfort_band_c: tuple[float, float] = (20.0, 24.0)
@@ -98,7 +100,7 @@ class FleetConfig:
                              f"got {self.ev_charger_kw!r}")
         _check_interval("water_heater_litres", self.water_heater_litres, 20.0, 2000.0)
         _check_interval("water_heater_kw", self.water_heater_kw, 0.5, 20.0)
-        _check_interval("heat_pump_kw", self.heat_pump_kw, 0.5, 50.0)
+        _check_interval("heat_pump_oversize", self.heat_pump_oversize, 1.0, 3.0)
         _check_interval("home_resistance_c_per_kw", self.home_resistance_c_per_kw, 0.1, 50.0)
         _check_interval("home_capacitance_kwh_per_c", self.home_capacitance_kwh_per_c, 0.5, 200.0)
         _check_interval("comfort_band_c", self.comfort_band_c, 10.0, 30.0)
