@@ -19,7 +19,7 @@ import copy
 import numpy as np
 
 from ..data.profiles import G
-from ..envs.tasks import DemandResponse, FrequencyRegulation, PriceArbitrage
+from ..envs.tasks import DemandResponse, FrequencyRegulation
 from ..envs.vpp_env import VppEnv
 from .planning import InitialState, Plan, TaskSignals, plan_fleet
 from .policy import NoControl, SetpointPolicy
@@ -57,11 +57,9 @@ def _signals(env: VppEnv, start: int, steps: int, baseline: np.ndarray | None, r
     return TaskSignals(baseline_kw=baseline, dr_active=active, reg_signal=regulation)
 
 
-def _terminal(env: VppEnv) -> tuple[float, np.ndarray, np.ndarray] | None:
-    """The env's terminal-value settings (price, heating-season mask, stored energy at the start)."""
-    if not any(isinstance(t, PriceArbitrage) for t in env.tasks):
-        return None
-    return env._terminal_price, env._heating0, env._stored0
+def _terminal(env: VppEnv) -> tuple[float, np.ndarray] | None:
+    """The env's terminal-value settings (price, stored energy at the episode start)."""
+    return env.terminal_value_settings()
 
 
 class Oracle(SetpointPolicy):

@@ -248,12 +248,15 @@ def plan_fleet(fleet: Fleet, tasks: list[Task], weights: CostWeights, inputs: li
 
     offset = 0.0
     if terminal is not None:  # value of the change in stored energy, as envs.terminal computes it
-        price, heating0, stored0 = terminal
+        price, stored0 = terminal
         offset = price * float(np.sum(stored0))
         lp.add_cost(be[T], -price * f64(b.discharge_efficiency))
         lp.add_cost(wt[T], -price * wh.owned * f64(wh.heat_capacity_kwh_per_c))
-        sign = np.where(heating0, 1.0, -1.0)
-        lp.add_cost(tt[T], -price * owned_th * sign * f64(tp.capacitance_kwh_per_c) / COP_REF)
+        # building heat signed by each step's mode: sum_t sign_t (T_{t+1} - T_t), so T_k carries
+        # sign_{k-1} - sign_k (T_0 is the fixed start: in the offset) and T_T carries sign_{T-1}
+        sign = np.where(heating, 1.0, -1.0)
+        coef = np.vstack([sign[:-1] - sign[1:], sign[-1:]])
+        lp.add_cost(tt[1:], -price * owned_th * coef * f64(tp.capacitance_kwh_per_c) / COP_REF)
         still = conn[-1] & after
         need = lp.var((n,), 0.0, np.where(still, np.inf, 0.0), cost=price / eff)
         lp.le([(-1.0, need[still]), (-1.0, ee[T][still])], -sess_tgt[-1][still])

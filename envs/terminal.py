@@ -8,13 +8,14 @@ episode (what replacing it would cost at best). Stored energy counts as
     battery:      eta_discharge * E
     EV:           - (energy still owed to plugged-in drivers) / eta
     water heater: heat capacity * T                     (resistance element: 1 kWh per kWh)
-    home:         +- capacitance * T / COP_REF          (+ in heating season, - in cooling season)
+    home:         +- capacitance * T / COP_REF          (+ while heating, - while cooling)
 It applies when the scenario prices energy (a price-arbitrage task); EVs that leave exactly at the
 horizon have their unmet energy counted as at any other departure, for every task.
 The env pays it as it accrues: every step adds the change of stored energy over that step at the same
-price. The sum over the episode telescopes to the end-minus-start value (returns and KPIs are those of a
-lump sum at the horizon), but the credit lands on the step that filled or drained storage: a dense,
-potential-based signal instead of one large, partly unpredictable reward at the last step.
+price, the building's heat signed by *that step's* heat-pump mode (warming a home is stored value while
+it heats and a loss while it cools, whatever the mode was when the episode began). Without a mode change
+the sum telescopes to the end-minus-start value; either way the credit lands on the step that filled or
+drained storage: a dense signal instead of one large, partly unpredictable reward at the last step.
 """
 
 from __future__ import annotations
@@ -26,15 +27,20 @@ from .fleet import Fleet
 COP_REF = 3.0
 
 
-def stored_energy_kwh(fleet: Fleet, heating: np.ndarray) -> np.ndarray:
-    """Electricity-equivalent stored energy per home (kWh); ``heating`` fixes the season's sign."""
+def stored_energy_parts(fleet: Fleet) -> tuple[np.ndarray, np.ndarray]:
+    """Per home (kWh): (batteries + EV energy owed + tank heat, building heat before the mode's sign)."""
     b, ev, wh, th = fleet.battery, fleet.ev, fleet.water_heater, fleet.thermostat
     stored = b.energy_kwh.astype(np.float64) * b.params.discharge_efficiency
     stored -= ev.energy_needed_kwh * ~ev.arrived / ev.params.efficiency  # not sessions starting right now
     stored += wh.owned * wh.heat_capacity_kwh_per_c * wh.temp_c
-    sign = np.where(heating, 1.0, -1.0)
-    stored += th.owned * sign * th.params.capacitance_kwh_per_c * th.temp_c / COP_REF
-    return stored
+    building = th.owned * th.params.capacitance_kwh_per_c * th.temp_c.astype(np.float64) / COP_REF
+    return stored, building
+
+
+def stored_energy_kwh(fleet: Fleet, heating: np.ndarray) -> np.ndarray:
+    """Electricity-equivalent stored energy per home (kWh); ``heating`` signs the building's heat."""
+    other, building = stored_energy_parts(fleet)
+    return other + np.where(heating, 1.0, -1.0) * building
 
 
 def terminal_price(fleet: Fleet, steps: int, price_scale: float = 1.0) -> float:

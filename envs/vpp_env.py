@@ -28,7 +28,7 @@ from .kpis import KpiTracker
 from .observation import BASE_GLOBAL_FEATURES, HOME_FEATURES, ObservationBuilder
 from .scenario import ScenarioConfig, build_scenario
 from .tasks import PriceArbitrage
-from .terminal import stored_energy_kwh, terminal_price
+from .terminal import stored_energy_kwh, stored_energy_parts, terminal_price
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "frequency_regulation": {"dt_s": 4, "episode_hours": 1.0},
@@ -143,9 +143,8 @@ class VppEnv(gym.Env):
         self._steps = 0
         pa = next((t for t in self.tasks if isinstance(t, PriceArbitrage)), None)
         self._terminal_price = terminal_price(self.fleet, self.episode_steps, pa.price_scale) if pa else 0.0
-        self._heating0 = self.fleet.thermostat.heating.copy()
-        self._stored0 = stored_energy_kwh(self.fleet, self._heating0) if pa else None
-        self._stored_prev = self._stored0
+        self._stored0 = stored_energy_kwh(self.fleet, self.fleet.thermostat.heating) if pa else None
+        self._stored_prev = stored_energy_parts(self.fleet) if pa else None
         self._terminal_value = 0.0
         return {"start_seconds": self.fleet.start_s}
 
@@ -188,6 +187,7 @@ class VppEnv(gym.Env):
     def advance(self, setpoints_kw: np.ndarray) -> tuple[np.ndarray, bool, dict]:
         """Simulate one step without building an observation: (per-home reward, truncated, info).
         Shared by the centralized, multi-agent and PettingZoo views."""
+        heating = self.fleet.thermostat.heating.copy()  # the heat-pump mode of the step about to be simulated
         outcome = self.fleet.apply(setpoints_kw)
         self._steps += 1
         truncated = self._steps >= self.episode_steps
@@ -197,11 +197,12 @@ class VppEnv(gym.Env):
         reward_home, info = self._score(outcome)
         if self._stored_prev is not None:
             # the terminal value paid as it accrues: each step's change of stored energy at the terminal
-            # price. The episode sum is exactly the end-minus-start value (it telescopes), but the credit
-            # lands on the step that charged or drained storage instead of on the last one.
-            stored = stored_energy_kwh(self.fleet, self._heating0)
-            gain = self._terminal_price * (stored - self._stored_prev)
-            self._stored_prev = stored
+            # price, building heat signed by this step's mode (envs.terminal); the credit lands on the step
+            # that charged or drained storage instead of on the last one.
+            other, building = stored_energy_parts(self.fleet)
+            gain = self._terminal_price * ((other - self._stored_prev[0])
+                                           + np.where(heating, 1.0, -1.0) * (building - self._stored_prev[1]))
+            self._stored_prev = (other, building)
             reward_home = reward_home + gain
             self._terminal_value += float(gain.sum())
             info["reward_per_home"] = reward_home
@@ -254,6 +255,13 @@ class VppEnv(gym.Env):
         out[:, : home.shape[1]] = home
         out[:, home.shape[1]:] = glob
         return out
+
+    def terminal_value_settings(self) -> tuple[float, np.ndarray] | None:
+        """(price $/kWh, stored energy per home at the episode start) of the terminal value, for planners that
+        optimise the same objective (the oracle); None when the scenario does not price energy."""
+        if self._stored0 is None:
+            return None
+        return self._terminal_price, self._stored0
 
     def kpis(self) -> dict[str, float]:
         """KPIs of the episode so far (fleet totals; tasks' KPIs included)."""

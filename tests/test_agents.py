@@ -12,7 +12,7 @@ from vpprl.data.profiles import GRID_CHANNELS, HOME_CHANNELS, H, Profiles
 from vpprl.envs import FleetConfig, VppEnv
 from vpprl.envs.fleet import BATTERY
 from vpprl.envs.fleet_config import Ownership
-from vpprl.envs.terminal import stored_energy_kwh
+from vpprl.envs.terminal import stored_energy_kwh, stored_energy_parts
 
 
 def rollout(policy, env: VppEnv, seed: int = 1) -> tuple[float, dict]:
@@ -47,7 +47,8 @@ class TestOracle:
         env.reset(seed=0)
         env.fleet.battery.energy_kwh[:] = 0.5  # start empty (soc_min) ...
         env.fleet.battery.prepare()
-        env._stored0 = env._stored_prev = stored_energy_kwh(env.fleet, env._heating0)  # ... account from there
+        env._stored0 = stored_energy_kwh(env.fleet, env.fleet.thermostat.heating)  # ... account from there
+        env._stored_prev = stored_energy_parts(env.fleet)
         oracle = Oracle()
         oracle.reset(env)
         expected_cost = 1.0 - 2.0 * (0.38 - 0.02975 / 0.9025)
@@ -113,3 +114,26 @@ def test_mpc_replans_within_limits_and_stays_at_or_below_the_oracle():
         assert kpis[key] == pytest.approx(0.0, abs=WH * env.n)
     oracle_return, _ = rollout(Oracle(), env, seed=1)
     assert mpc_return <= oracle_return + 1e-6
+
+
+def test_oracle_objective_is_the_env_return_when_the_heat_pump_mode_changes():
+    """The LP values building heat with each step's mode, as the env does: its objective replays exactly,
+    on a day that starts in heating mode and turns to cooling."""
+    from vpprl.data.profiles import G, H, Profiles
+
+    rows = 96 * 2
+    grid = np.zeros((rows, len(G)))
+    grid[:, G["outdoor_temp_c"]] = np.where(np.arange(rows) % 96 < 30, 2.0, 33.0)
+    grid[:, G["price_import"]] = np.where(np.arange(rows) % 96 < 60, 0.1, 0.4)
+    p = Profiles(900, np.zeros((rows, 1, len(H)), np.float32), grid, "2024-01-01", ("const",))
+    env = VppEnv(profiles=p, task="price_arbitrage", fleet=FleetConfig(num_homes=6, seed=0, ownership=Ownership(
+        0, 0, 0, 0, 1.0, 0)), episode_hours=24.0, start_day=0)
+    env.reset(seed=0)
+    oracle = Oracle()
+    oracle.reset(env)
+    total = 0.0
+    for _ in range(env.episode_steps):
+        _, reward, _, _, info = env.step(oracle.act(None))
+        total += reward * env.n
+    assert info["kpis"]["terminal_value"] != 0.0
+    assert total == pytest.approx(-oracle.plan.objective, rel=1e-4, abs=1e-4)
