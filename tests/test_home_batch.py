@@ -105,8 +105,8 @@ def test_learner_batch_has_one_row_per_home_step_with_its_own_reward(tmp_path):
     from ray.rllib.evaluation.postprocessing import Postprocessing
     from vpprl.envs import FleetConfig
     from vpprl.training.config import AgentConfig, TrainConfig
+    from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
     from vpprl.training.rllib_adapter import build_algorithm
-    from vpprl.training.rllib_home_batch import gae_per_home
 
     n = 5
     cfg = TrainConfig(fleet=FleetConfig(num_homes=n, seed=0), episode_hours=3.0, output_dir=str(tmp_path),
@@ -129,13 +129,17 @@ def test_learner_batch_has_one_row_per_home_step_with_its_own_reward(tmp_path):
         assert mask.sum() == steps * n
         expected = np.concatenate([np.vstack([r, np.zeros((1, n), np.float32)]) for r in per_home]).ravel()
         np.testing.assert_allclose(batch[Columns.REWARDS].numpy(), expected, rtol=1e-6)
-        # value targets are each home's own GAE over its own rewards
+        # value targets are each home's own GAE over its own rewards, as RLlib's own GAE computes it for
+        # one agent (the reference: RLlib's compute_value_targets, home by home)
         module = learner.module[DEFAULT_MODULE_ID]
         with torch.no_grad():
             values = module.compute_values({Columns.OBS: batch[Columns.OBS]}).numpy().reshape(rows, n)
-        flags = {k: batch[k].numpy().reshape(rows, n)[:, 0] for k in (Columns.TERMINATEDS, Columns.TRUNCATEDS)}
-        targets = gae_per_home(values, expected.reshape(rows, n), flags[Columns.TERMINATEDS],
-                               flags[Columns.TRUNCATEDS], cfg.agent.gamma, cfg.agent.gae_lambda)
+        flags = {k: batch[k].numpy().reshape(rows, n)[:, 0].astype(np.float32)
+                 for k in (Columns.TERMINATEDS, Columns.TRUNCATEDS)}
+        rewards = expected.reshape(rows, n)
+        targets = np.stack([compute_value_targets(values[:, i], rewards[:, i], flags[Columns.TERMINATEDS],
+                                                  flags[Columns.TRUNCATEDS], gamma=cfg.agent.gamma,
+                                                  lambda_=cfg.agent.gae_lambda) for i in range(n)], axis=1)
         np.testing.assert_allclose(batch[Postprocessing.VALUE_TARGETS].numpy(), targets.ravel(), rtol=1e-4,
                                    atol=1e-5)
         adv = batch[Postprocessing.ADVANTAGES].numpy()[mask]

@@ -84,18 +84,21 @@ def test_regulation_score_perfect_delayed_and_absent_response():
 
 
 def test_frequency_regulation_env_rewards_tracking():
-    env = env_with("frequency_regulation", n=30, devices=Ownership(1.0, 0, 0, 0, 0, 0))
+    # water heaters and heat pumps run under their own control (non-zero power) beside the tracking batteries
+    env = env_with("frequency_regulation", n=30, devices=Ownership(1.0, 0, 0, 1.0, 1.0, 0), start_day=20)
     assert env.config.dt_s == 4 and env.episode_steps == 900
     env.reset(seed=0)
     task = env.tasks[0]
     cap = env.fleet.layout.battery.max_charge_kw
-    info = {}
+    info, thermal_kw = {}, 0.0
     for t in range(env.episode_steps):
         # batteries follow the signal: target deviation = signal * capacity, shared by rated power
         want = task.signal[t] * task.capacity_kw * cap / cap.sum()
         a = np.zeros((30, 6))
-        a[:, 0] = np.clip(want / np.maximum(cap, 1e-9), -1, 1)
+        a[:, 0] = np.clip(want / np.maximum(cap, 1e-9), -1, 1)  # thermal devices: 0 = their own control
         _, _, _, truncated, info = env.step(a.ravel())
+        thermal_kw += float(np.abs(env.fleet.last_outcome.device_kw[3:5]).sum())
+    assert thermal_kw > 0  # the thermal devices did draw power, so the baseline had to account for them
     assert truncated and info["kpis"]["reg_score"] > 0.9
 
 
@@ -159,3 +162,26 @@ def test_a_home_left_to_drift_never_gains_terminal_value_when_the_mode_changes()
         _, _, _, _, info = env.step(off)
     assert not env.fleet.thermostat.heating.any()
     assert info["kpis"]["terminal_value"] < 0.0
+
+
+def test_demand_response_credits_exactly_the_batteries_beside_thermal_devices():
+    """Batteries discharge during the event while water heaters and heat pumps run under their own control
+    (drawing power): each home's reward is credit x its battery's discharge x dt minus the battery's wear, read
+    from the battery's delivered power (the thermal devices' own consumption is in the baseline and must
+    cancel)."""
+    env = env_with({"demand_response": {"commit_kw_per_home": 0.0, "start_window_h": (17.0, 17.0),
+                                        "duration_h": 1.0, "credit_per_kwh": 0.5}},
+                   devices=Ownership(1.0, 0, 0, 1.0, 1.0, 0), start_day=30)
+    env.reset(seed=0)
+    task = env.tasks[0]
+    discharge = np.zeros((20, 6))
+    discharge[:, 0] = -1.0
+    thermal_kw = 0.0
+    for t in range(96):
+        _, _, _, _, info = env.step(discharge if task.active[t] else np.zeros((20, 6)))
+        if task.active[t]:
+            dev = env.fleet.last_outcome.device_kw
+            thermal_kw += float(np.abs(dev[3:5]).sum())
+            wear = env.fleet.layout.battery.degradation_cost_per_kwh * np.abs(dev[0]) * 0.25  # 2 c/kWh cycled
+            np.testing.assert_allclose(info["reward_per_home"], 0.5 * -dev[0] * 0.25 - wear, rtol=1e-4, atol=1e-6)
+    assert thermal_kw > 1.0
