@@ -6,28 +6,42 @@ import csv
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from vpprl.training.evaluate import run
 from vpprl.training.evaluation import EvaluateConfig
 
 
 def test_evaluation_writes_table_and_plots(tmp_path):
+    """The comparison columns recomputed by hand from the per-episode KPIs in kpis.csv: the savings share
+    from the returns, and the CityLearn 2022 score from its published definition (1/3 cost + 1/3 emissions
+    + 1/6 ramping + 1/6 (1 - load factor), each relative to no control)."""
     cfg = EvaluateConfig(num_homes=10, seeds=[0, 1], episode_hours=12.0, output_dir=str(tmp_path),
                          policies=["no_control", "rule_based", "oracle"])
     text, summary = run(cfg)
     by = {s["policy"]: s for s in summary}
-    assert by["no_control"]["oracle_savings_captured"] == pytest.approx(0.0)
-    assert by["oracle"]["oracle_savings_captured"] == pytest.approx(1.0)
     assert by["oracle"]["return"] >= by["rule_based"]["return"] >= by["no_control"]["return"] - 1e-6
-    assert by["no_control"]["citylearn_score"] == pytest.approx(1.0)
-    assert by["oracle"]["citylearn_score"] < 1.0
-    for name in ("kpis.md", "kpis.csv", "kpis_summary.csv"):
-        assert (tmp_path / name).stat().st_size > 0
     rows = list(csv.DictReader(open(tmp_path / "kpis.csv")))
     assert len(rows) == 2 * 3 and all(float(r["energy_cost"]) > 0 for r in rows)
+    shares, scores = [], []
+    for seed in ("0", "1"):
+        ep = {r["policy"]: {k: float(v) for k, v in r.items() if k not in ("policy", "start_day")}
+              for r in rows if r["seed"] == seed}
+        nc, rb, orc = ep["no_control"], ep["rule_based"], ep["oracle"]
+        shares.append((rb["return"] - nc["return"]) / (orc["return"] - nc["return"]))
+        scores.append(rb["energy_cost_adjusted"] / nc["energy_cost_adjusted"] / 3
+                      + rb["emissions_kg"] / nc["emissions_kg"] / 3 + rb["ramping_kw"] / nc["ramping_kw"] / 6
+                      + (1 - rb["load_factor"]) / (1 - nc["load_factor"]) / 6)
+        assert float(next(r for r in rows if r["seed"] == seed and r["policy"] == "rule_based")[
+            "oracle_savings_captured"]) == pytest.approx(shares[-1], rel=1e-9)
+    assert by["rule_based"]["oracle_savings_captured"] == pytest.approx(np.mean(shares), rel=1e-9)
+    assert by["rule_based"]["citylearn_score"] == pytest.approx(np.mean(scores), rel=1e-9)
+    assert 0.0 < np.mean(shares) < 1.0  # rules save something, less than perfect foresight
+    for name in ("kpis.md", "kpis.csv", "kpis_summary.csv"):
+        assert (tmp_path / name).stat().st_size > 0
     for png in ("aggregate_load", "battery_soc", "indoor_temperature", "ev_energy"):
         assert (tmp_path / "plots" / f"{png}.png").stat().st_size > 10_000
-    assert "| oracle |" in text and "100.0 %" in text
+    assert "| oracle |" in text
 
 
 def test_config_validation():

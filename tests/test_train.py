@@ -175,3 +175,29 @@ def test_wrong_keys_and_values_fail_at_start_up():
         cfg = compose(config_name="train", overrides=["fleet.num_homes=0"])
     with pytest.raises(ValueError, match="FleetConfig.num_homes"):
         OmegaConf.to_object(cfg)
+
+
+@pytest.mark.slow
+def test_short_training_beats_its_initial_policy():
+    """An easy, fixed-seed case (batteries only, price arbitrage on a TOU tariff): five PPO iterations must
+    improve the deterministic return on three held-out days over the untrained policy (which acts like no
+    control). Measured: -112.8 $ before, -100.8 $ after five iterations."""
+    from vpprl.envs.fleet_config import Ownership
+    from vpprl.training.evaluation import rollout
+    from vpprl.training.train import Trainer
+
+    cfg = TrainConfig(seed=0, fleet=FleetConfig(num_homes=10, seed=0, ownership=Ownership(1.0, 0, 0, 0, 0, 0)),
+                      agent=AgentConfig(train_batch_size=7680, minibatch_size=1920, num_envs_per_env_runner=8,
+                                        lr=1e-3), training=TrainingSettings(iterations=5), evaluate=False,
+                      tensorboard=False)
+    trainer = Trainer(cfg, None)
+    env = VppEnv(**cfg.env_kwargs())
+
+    def held_out_return() -> float:
+        return sum(rollout(env, trainer.policy(), seed=s, start_day=d)[0]["return"]
+                   for s, d in ((100, 15), (101, 110), (102, 200)))
+
+    before = held_out_return()
+    for _ in range(cfg.training.iterations):
+        trainer.step()
+    assert held_out_return() > before + 4.0
