@@ -136,37 +136,61 @@ class Shield:
         lo, hi, unreachable = self.safe_bounds(fleet) if bounds is None else bounds
         nonfinite = ~np.isfinite(req)
         x = np.where(nonfinite, fleet.action_ranges()[1], req) if nonfinite.any() else req
-        safe = np.clip(x, lo, hi)
-        safe = self._site_limits(fleet, safe, lo, hi, import_margin_kw, export_margin_kw)
-        if self.config.feeder_limit_kw is not None:
-            safe = self._feeder_limit(fleet, safe, lo, hi)
+        base = fleet.base_load_kw.astype(np.float64)
+        up = fleet.layout.site_import_limit_kw - import_margin_kw - base  # most each home's devices may draw
+        down = -(fleet.layout.site_export_limit_kw - export_margin_kw) - base  # least (most export)
+        safe = self._project_homes(x, lo, hi, up, down)
+        limit = self.config.feeder_limit_kw
+        if limit is not None and float(base.sum()) + float(safe.sum()) > limit + TOLERANCE_KW:
+            safe = self._project_with_feeder(x, lo, hi, up, down, limit - float(base.sum()))
         moved = np.abs(safe - np.where(nonfinite, 0.0, req))
         moved[nonfinite] = np.abs(safe[nonfinite])
         return ShieldResult(safe, moved, (moved > TOLERANCE_KW) | nonfinite, nonfinite, unreachable)
 
     # ----- coupling limits --------------------------------------------------------------------
-    def _site_limits(self, fleet: Fleet, p: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                     import_margin_kw: np.ndarray | float = 0.0,
-                     export_margin_kw: np.ndarray | float = 0.0) -> np.ndarray:
-        base = fleet.base_load_kw.astype(np.float64)
-        net = base + p.sum(axis=0)
-        imp = fleet.layout.site_import_limit_kw - import_margin_kw
-        exp = fleet.layout.site_export_limit_kw - export_margin_kw
-        for over, target, at_most in ((net > imp + TOLERANCE_KW, imp - base, True),
-                                      (net < -exp - TOLERANCE_KW, -exp - base, False)):
+    # The safe point is the minimal-norm one: min ||p - x||^2 over the safe box, each home's service limits
+    # (down_i <= sum_d p_di <= up_i) and the feeder limit (sum p <= F) together. Given the feeder's
+    # multiplier nu >= 0 the problem splits by home: project x - nu onto the home's box and service slab,
+    # which is clip(x - nu - mu_i, lo, hi) with one mu_i per home at a service limit. The fleet total is
+    # non-increasing in nu; the smallest nu that meets the feeder limit gives the joint projection (so it
+    # is idempotent and never trades one limit for another).
+    def _project_homes(self, y: np.ndarray, lo: np.ndarray, hi: np.ndarray, up: np.ndarray,
+                       down: np.ndarray) -> np.ndarray:
+        """Each home's ``y`` projected onto its safe box and its service slab ``down <= sum <= up``."""
+        p = np.clip(y, lo, hi)
+        total = p.sum(axis=0)
+        for over, target in ((total > up + TOLERANCE_KW, up), (total < down - TOLERANCE_KW, down)):
             idx = np.flatnonzero(over)
             if len(idx):
-                p[:, idx] = self._exact_shift_per_home(p[:, idx], lo[:, idx], hi[:, idx], target[idx])
+                p[:, idx] = self._exact_shift_per_home(y[:, idx], lo[:, idx], hi[:, idx], target[idx])
         return p
 
-    def _feeder_limit(self, fleet: Fleet, p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        total = float(fleet.base_load_kw.sum(dtype=np.float64) + p.sum())
-        limit = self.config.feeder_limit_kw
-        if total <= limit + TOLERANCE_KW:
-            return p
-        target = np.array([limit - float(fleet.base_load_kw.sum(dtype=np.float64))])
-        return self._shift_to_total(p.reshape(-1, 1), lo.reshape(-1, 1), hi.reshape(-1, 1), target,
-                                    True).reshape(p.shape)
+    def _project_with_feeder(self, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, up: np.ndarray,
+                             down: np.ndarray, target: float) -> np.ndarray:
+        """The joint projection when the feeder limit binds: the smallest nu >= 0 with fleet total <= target,
+        by safeguarded Newton steps on the piecewise-linear total (slope: minus the devices strictly inside
+        their bounds in homes not held at a service limit), a bisection bracket keeping every step safe."""
+        span = float(np.max(np.abs(x - lo)) + np.max(np.abs(x - hi))) + 1.0
+        nu_lo, nu_hi, nu = 0.0, span, 0.0
+        p = self._project_homes(x, lo, hi, up, down)
+        for _ in range(self.config.bisection_iterations):
+            excess = float(p.sum()) - target
+            if 0.0 >= excess >= -0.1 * TOLERANCE_KW or (excess <= 0.0 and nu == 0.0):
+                break
+            if excess > 0:
+                nu_lo = nu
+            else:
+                nu_hi = nu
+            y = x - nu
+            total = np.clip(y, lo, hi).sum(axis=0)
+            free_homes = (total <= up + TOLERANCE_KW) & (total >= down - TOLERANCE_KW)
+            slope = int((((y > lo) & (y < hi)) & free_homes).sum())
+            step = nu + excess / slope if slope else np.inf
+            nu = step if nu_lo < step < nu_hi else 0.5 * (nu_lo + nu_hi)
+            p = self._project_homes(x - nu, lo, hi, up, down)
+        if float(p.sum()) > target + TOLERANCE_KW:  # not converged: the safe end of the bracket
+            p = self._project_homes(x - nu_hi, lo, hi, up, down)
+        return p
 
     @staticmethod
     def _exact_shift_per_home(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -186,37 +210,3 @@ class Shield:
         frac = np.where(s0 > s1, (s0 - target) / np.where(s0 > s1, s0 - s1, 1.0), 0.0)
         mu = np.where(target >= sums[0], bps[0], b0 + np.clip(frac, 0.0, 1.0) * (b1 - b0))
         return np.clip(x - mu, lo, hi)
-
-    def _shift_to_total(self, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray,
-                        at_most: bool) -> np.ndarray:
-        """Per column k: the point closest to x[:, k] in the box [lo, hi] whose sum is target[k] (or as
-        close as the box allows): clip(x - mu, lo, hi). The sum is piecewise linear and non-increasing
-        in mu, with slope -(number of entries strictly inside their bounds), so Newton steps land on
-        the root in a few iterations; a bisection bracket keeps every step safe. The result ends on the
-        side where the sum is <= target (``at_most``) or >= target, within TOLERANCE_KW."""
-        lo_sum, hi_sum = lo.sum(axis=0), hi.sum(axis=0)
-        target = np.clip(target, lo_sum, hi_sum)
-        at_corner = (target <= lo_sum + 0.1 * TOLERANCE_KW) | (target >= hi_sum - 0.1 * TOLERANCE_KW)
-        if at_corner.all():  # the limit takes every device to the end of its safe interval
-            return np.where(target <= lo_sum + 0.1 * TOLERANCE_KW, lo, hi)
-        span = np.maximum(np.abs(x - lo).max(axis=0), np.abs(x - hi).max(axis=0)) + 1.0
-        mu_lo, mu_hi = -span, span
-        mu = np.zeros_like(target)
-        for _ in range(self.config.bisection_iterations):
-            y = x - mu
-            excess = np.clip(y, lo, hi).sum(axis=0) - target
-            if np.all(np.abs(excess) <= 0.1 * TOLERANCE_KW):
-                break
-            mu_lo = np.where(excess > 0, mu, mu_lo)
-            mu_hi = np.where(excess > 0, mu_hi, mu)
-            slope = ((y > lo) & (y < hi)).sum(axis=0)
-            newton = mu + excess / np.maximum(slope, 1)
-            inside = (newton > mu_lo) & (newton < mu_hi) & (slope > 0)
-            mu = np.where(inside, newton, 0.5 * (mu_lo + mu_hi))
-        p = np.clip(x - mu, lo, hi)
-        excess = p.sum(axis=0) - target
-        wrong_side = excess > TOLERANCE_KW if at_most else excess < -TOLERANCE_KW
-        if wrong_side.any():  # not converged for some columns: take the safe end of the bracket
-            safe_mu = mu_hi if at_most else mu_lo
-            p[:, wrong_side] = np.clip(x[:, wrong_side] - safe_mu[wrong_side], lo[:, wrong_side], hi[:, wrong_side])
-        return p
