@@ -9,11 +9,12 @@ For the next step it computes, per device, a *safe interval* inside the physical
                   the band edges), best effort when the band is out of reach
     water heater  the same for the tank's band
     PV, flex load the physical limits
-then clips each setpoint into its interval (non-finite setpoints become the device default first).
-Site import/export limits and an optional feeder limit are then met by the minimal-norm change:
-``p = clip(x - mu, lo, hi)``, with one mu per violating home (service limits, solved exactly from the
-sorted breakpoints) and one for the fleet (feeder, safeguarded Newton steps); only flexible headroom inside the safe intervals is used, so safety
-always wins over a limit that cannot be met. A setpoint that already satisfies all of this is
+(non-finite setpoints become the device default first). The safe setpoints are the point of the safe
+box closest to the request that also meets every home's import/export limits and the optional feeder
+limit *jointly*: ``p = clip(x - nu - mu_i, lo, hi)``, with one mu per home at a service limit (solved
+exactly from the sorted breakpoints) and one nu for the feeder (safeguarded Newton steps over the
+per-home projections). Only flexible headroom inside the safe intervals is used, so safety always wins
+over a limit that cannot be met. A setpoint that already satisfies all of this is
 returned unchanged. The shield reads the fleet's state and never mutates it, so the same object runs
 in training (``ShieldWrapper``) and in the dispatch loop.
 """
