@@ -132,7 +132,9 @@ class Mpc(SetpointPolicy):
         elapsed_h = (step - now) * f.dt_h
         stays = ev.connected & (ev.hours_to_departure - elapsed_h > 1e-6)
         out["ev_connected"] = stays
-        out["ev_hours_to_departure"] = np.where(stays, ev.hours_to_departure - elapsed_h, 0.0)
+        left_h = ev.hours_to_departure - elapsed_h
+        out["ev_available"] = np.where(stays, ev.available if step == now else np.clip(left_h / f.dt_h, 0.0, 1.0), 0.0)
+        out["ev_hours_to_departure"] = np.where(stays, left_h, 0.0)
         out["ev_capacity_kwh"] = np.where(stays, ev.capacity_kwh, 0.0)
         safe_cap = np.maximum(ev.capacity_kwh, 1e-9)
         out["ev_arrival_soc"] = np.where(stays, ev.energy_kwh / safe_cap, 0.0)

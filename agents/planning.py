@@ -112,8 +112,12 @@ def plan_fleet(fleet: Fleet, tasks: list[Task], weights: CostWeights, inputs: li
     # --- EV ----------------------------------------------------------------------------------
     e = lay.ev
     conn = _stack(inputs, "ev_connected") > 0.5  # (T, N)
+    share = np.where(conn, _stack(inputs, "ev_available"), 0.0)  # share of each step plugged in
     prev = np.vstack([state.ev_connected[None, :], conn[:-1]])
-    arrival = conn & ~prev
+    hours = _stack(inputs, "ev_hours_to_departure")
+    replaced = np.zeros_like(conn)  # back-to-back sessions: the hours to departure jump up (as the device sees)
+    replaced[1:] = conn[1:] & conn[:-1] & (hours[1:] > hours[:-1] - dt + 1e-3)
+    arrival = conn & (~prev | replaced)
     arr_kwh = _stack(inputs, "ev_arrival_soc") * _stack(inputs, "ev_capacity_kwh")
     tgt_kwh = np.maximum(_stack(inputs, "ev_target_soc"), _stack(inputs, "ev_arrival_soc")) * _stack(
         inputs, "ev_capacity_kwh")
@@ -130,13 +134,16 @@ def plan_fleet(fleet: Fleet, tasks: list[Task], weights: CostWeights, inputs: li
     floor = f64(e.v2g_min_soc) * sess_cap
     v2g_ok = sess_arr >= floor
     eff = f64(e.efficiency)
-    ec = lp.var((T, n), 0.0, np.where(conn, f64(e.max_charge_kw), 0.0))
-    ed = lp.var((T, n), 0.0, np.where(conn & v2g_ok, f64(e.max_discharge_kw), 0.0))
+    ec = lp.var((T, n), 0.0, np.where(conn, f64(e.max_charge_kw) * share, 0.0))
+    ed = lp.var((T, n), 0.0, np.where(conn & v2g_ok, f64(e.max_discharge_kw) * share, 0.0))
     ee = lp.var((T + 1, n), -np.inf, np.inf)  # EV energy at the start of each step
     lp.eq([(1.0, ee[0][~arrival[0]])], np.where(state.ev_connected, state.ev_kwh, 0.0)[~arrival[0]])
     lp.eq([(1.0, ee[:-1][arrival])], arr_kwh[arrival])
-    # dynamics while plugged in; energy within [floor (V2G sessions) or 0, capacity] at step ends
-    end = ee[1:]
+    # dynamics while plugged in; energy within [floor (V2G sessions) or 0, capacity] at step ends. The end
+    # of a step carries into the next step's start unless a new session takes the charger there.
+    end = lp.var((T, n), -np.inf, np.inf)
+    carry = conn & ~np.vstack([arrival[1:], np.zeros((1, n), bool)])
+    lp.eq([(1.0, ee[1:][carry]), (-1.0, end[carry])])
     ones = np.ones((T, n))
     lp.eq([(1.0, end[conn]), (-1.0, ee[:-1][conn]), ((-eff * dt * ones)[conn], ec[conn]),
            ((dt / eff * ones)[conn], ed[conn])])
@@ -145,7 +152,7 @@ def plan_fleet(fleet: Fleet, tasks: list[Task], weights: CostWeights, inputs: li
     lp.le([(-1.0, end[conn])], -np.minimum(lower, sess_arr)[conn] + 1e-6)
     # unmet energy when the EV leaves during the horizon (departure seen at the next step's start)
     after = np.ones(n, bool) if ev_connected_after is None else np.asarray(ev_connected_after, bool)
-    leaves = conn & ~np.vstack([conn[1:], after[None, :]])  # last plugged step of a session that ends
+    leaves = conn & ~np.vstack([conn[1:] & ~replaced[1:], after[None, :]])  # last step of a session that ends
     unmet = lp.var((T, n), 0.0, np.where(leaves, np.inf, 0.0), cost=weights.ev_unmet_kwh)
     lp.le([(-1.0, unmet[leaves]), (-1.0, end[leaves])], -sess_tgt[leaves])
     net_terms += [(1.0, ec), (-1.0, ed)]

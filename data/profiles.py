@@ -20,7 +20,7 @@ HOME_CHANNELS: tuple[str, ...] = (
     "pv_kw_per_kwp",  # PV AC output per kW of installed PV, kW/kWp
     "dhw_draw_l",  # hot-water draw during the row, litres
     "flex_load_kw",  # C&I flexible-load baseline, kW
-    "ev_connected",  # 1.0 if an EV is plugged in for the whole row
+    "ev_connected",  # share of the row an EV is plugged in (1.0: the whole row; a fraction after coarsening)
     "ev_hours_to_departure",  # hours from the row's start to departure (0 when not connected)
     "ev_capacity_kwh",  # battery capacity of the plugged EV, kWh
     "ev_arrival_soc",  # EV state of charge at plug-in, fraction 0..1
@@ -39,8 +39,7 @@ G = {name: i for i, name in enumerate(GRID_CHANNELS)}
 
 # How each channel aggregates when rows are merged into a coarser resolution.
 _SUM_CHANNELS = {"dhw_draw_l"}
-_MIN_CHANNELS = {"ev_connected"}  # connected for the whole coarse step only if connected throughout
-_FIRST_CHANNELS = {"ev_hours_to_departure", "ev_capacity_kwh", "ev_arrival_soc", "ev_target_soc"}
+_SESSION_CHANNELS = ("ev_capacity_kwh", "ev_arrival_soc", "ev_target_soc")  # from the session's first row
 
 
 @dataclass(frozen=True)
@@ -98,9 +97,11 @@ class Profiles:
     def coarsen(self, dt_s: int) -> Profiles:
         """Aggregate to a coarser resolution ``dt_s`` (a whole multiple of ``self.dt_s``).
 
-        Powers, prices and temperatures are averaged, hot-water litres summed, EV presence
-        requires presence in every merged row, and EV session attributes take the first row.
-        A trailing partial block is dropped.
+        Powers, prices and temperatures are averaged, hot-water litres summed. EV sessions keep their
+        times and energy exactly: a coarse row carries the session plugged in at its first connected fine
+        row, ``ev_connected`` becomes the share of the coarse row that session is plugged in (partial first
+        and last steps), hours to departure are counted from the coarse row's start, and capacity and SoCs
+        are the session's. A trailing partial block is dropped.
         """
         if dt_s == self.dt_s:
             return self
@@ -116,13 +117,7 @@ class Profiles:
         home = blocks.mean(axis=1)
         for name in _SUM_CHANNELS:
             home[:, :, H[name]] = blocks[:, :, :, H[name]].sum(axis=1)
-        for name in _MIN_CHANNELS:
-            home[:, :, H[name]] = blocks[:, :, :, H[name]].min(axis=1)
-        for name in _FIRST_CHANNELS:
-            home[:, :, H[name]] = blocks[:, 0, :, H[name]]
-        connected = home[:, :, H["ev_connected"]] > 0.5
-        for name in _FIRST_CHANNELS:
-            home[:, :, H[name]] *= connected
+        home[:, :, H["ev_connected"]: H["ev_target_soc"] + 1] = _coarsen_sessions(blocks, self.dt_s / 3600.0)
         grid = self.grid[: t_new * f].reshape(t_new, f, len(GRID_CHANNELS)).mean(axis=1)
         return Profiles(dt_s, home.astype(np.float32), grid, self.start, self.names, self.source, dict(self.extra))
 
@@ -133,6 +128,28 @@ class Profiles:
             self.dt_s, np.ascontiguousarray(self.home[:, idx]), self.grid, self.start, tuple(self.names[i] for i in idx), self.source,
             dict(self.extra),
         )
+
+
+def _coarsen_sessions(blocks: np.ndarray, row_h: float) -> np.ndarray:
+    """EV channels of coarse rows from fine-row blocks (T', f, K, C): the session plugged in at a block's
+    first connected row, the share of the block it stays plugged in (its run of connected rows; a second
+    session starting later in the same block begins at the next coarse row), its hours to departure from
+    the block's start and its capacity and SoCs."""
+    conn = blocks[:, :, :, H["ev_connected"]] > 0  # (T', f, K)
+    f = conn.shape[1]
+    first = conn.argmax(axis=1)  # (T', K) first connected fine row (0 when none)
+    any_conn = conn.any(axis=1)
+    rows = np.arange(f)[None, :, None]
+    in_run = np.cumprod(np.where(rows >= first[:, None, :], conn, True), axis=1) & (rows >= first[:, None, :])
+    share = in_run.sum(axis=1) / f
+    pick = lambda name: np.take_along_axis(blocks[:, :, :, H[name]], first[:, None, :], axis=1)[:, 0]  # noqa: E731
+    out = np.zeros((*first.shape, 5), dtype=np.float32)
+    out[..., 0] = share
+    out[..., 1] = first * row_h + pick("ev_hours_to_departure")
+    for i, name in enumerate(_SESSION_CHANNELS, start=2):
+        out[..., i] = pick(name)
+    out[~any_conn] = 0.0
+    return out
 
 
 def for_resolution(profiles: Profiles, dt_s: int) -> Profiles:

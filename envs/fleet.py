@@ -155,7 +155,8 @@ class Fleet:
             "pv_available_kw": self.pv.kwp * ch[H["pv_kw_per_kwp"]],
             "dhw_draw_l": self._draw_scale * ch[H["dhw_draw_l"]],
             "flex_baseline_kw": self.flex.params.scale_kw * ch[H["flex_load_kw"]],
-            "ev_connected": (ch[H["ev_connected"]] > 0.5) & self.ev.owned,
+            "ev_connected": (ch[H["ev_connected"]] > 0) & self.ev.owned,
+            "ev_available": np.where(self.ev.owned, ch[H["ev_connected"]], 0.0),  # share of the step plugged in
             "ev_hours_to_departure": ch[H["ev_hours_to_departure"]] - elapsed_h,
             "ev_capacity_kwh": ch[H["ev_capacity_kwh"]],
             "ev_arrival_soc": ch[H["ev_arrival_soc"]],
@@ -171,7 +172,7 @@ class Fleet:
         self.pv.update(ch[H["pv_kw_per_kwp"]])
         elapsed_h = (self.seconds % p.dt_s) / 3600.0
         self._ev_unmet, departed = self.ev.update_sessions(
-            ch[H["ev_connected"]] > 0.5, ch[H["ev_hours_to_departure"]] - elapsed_h, ch[H["ev_capacity_kwh"]],
+            ch[H["ev_connected"]], ch[H["ev_hours_to_departure"]] - elapsed_h, ch[H["ev_capacity_kwh"]],
             ch[H["ev_arrival_soc"]], ch[H["ev_target_soc"]], episode_start)
         self._ev_required_departed = float(self.ev.required_kwh[departed].sum()) if departed.any() else 0.0
         self.thermostat.update(float(self.grid[G["outdoor_temp_c"]]), float(self.grid[G["ghi_w_m2"]]))

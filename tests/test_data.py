@@ -84,13 +84,36 @@ def tiny_profiles(rows=8, dt_s=900):
 
 
 class TestResampling:
-    def test_coarsen_means_powers_sums_volumes_requires_full_presence(self):
+    def test_coarsen_means_powers_sums_volumes_and_keeps_partial_ev_steps(self):
         p = tiny_profiles().coarsen(3600)
         assert p.num_rows == 2
         np.testing.assert_allclose(p.home_channel("base_load_kw")[0], [1.5, 5.5])
         np.testing.assert_allclose(p.home_channel("dhw_draw_l")[0], [40.0, 40.0])
-        np.testing.assert_array_equal(p.home_channel("ev_connected")[0], [0.0, 1.0])
+        np.testing.assert_array_equal(p.home_channel("ev_connected")[0], [0.5, 1.0])  # plugged 30 min, then 60
         np.testing.assert_allclose(p.grid_channel("price_import"), [1.5, 5.5])
+
+    def test_coarsened_sessions_keep_arrival_departure_and_energy(self):
+        """A session plugged in 18:30-07:30 with 20 -> 80 % of 60 kWh, at 15 min and coarsened to 1 h: the
+        hourly rows carry the same plug-in time (30 min of the 18:00 hour), departure (13 h after 18:30,
+        so 13.5 h from 18:00 and 0.5 h from 07:00) and energy (hand-worked)."""
+        rows = 96 * 2
+        home = np.zeros((rows, 1, len(H)), dtype=np.float32)
+        arrive, depart = 18 * 4 + 2, (24 + 7) * 4 + 2  # 18:30 and 07:30 next day, in 15-min rows
+        r = np.arange(arrive, depart)
+        home[r, 0, H["ev_connected"]] = 1.0
+        home[r, 0, H["ev_hours_to_departure"]] = (depart - r) * 0.25
+        home[r, 0, H["ev_capacity_kwh"]] = 60.0
+        home[r, 0, H["ev_arrival_soc"]] = 0.2
+        home[r, 0, H["ev_target_soc"]] = 0.8
+        hourly = Profiles(900, home, np.zeros((rows, 5)), "2023-01-01", ("p0",)).coarsen(3600)
+        conn = hourly.home_channel("ev_connected")[0]
+        hours = hourly.home_channel("ev_hours_to_departure")[0]
+        assert conn[17] == 0.0 and conn[18] == 0.5 and conn[19] == 1.0 and conn[30] == 1.0 and conn[31] == 0.5
+        assert conn[32] == 0.0
+        assert hours[18] == pytest.approx(13.5) and hours[31] == pytest.approx(0.5)
+        assert conn.sum() == pytest.approx(13.0)  # plugged-in hours kept exactly
+        for name, value in (("ev_capacity_kwh", 60.0), ("ev_arrival_soc", 0.2), ("ev_target_soc", 0.8)):
+            np.testing.assert_allclose(hourly.home_channel(name)[0][18:32], value)
 
     def test_finer_resolution_keeps_data_and_rejects_non_divisors(self):
         p = tiny_profiles()

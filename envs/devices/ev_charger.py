@@ -1,9 +1,11 @@
 """EV chargers with sessions (arrival, departure, energy required); smart charging (V1G) and V2G.
 
-Sessions come from the profile channels: the charger sees an EV when ``ev_connected`` is 1.
-At plug-in the EV's energy and target are set from the session's arrival and target SoC; at
-unplug the energy still missing to the target is the EV-deadline cost. One efficiency applies
-both ways (AC -> EV battery and back).
+Sessions come from the profile channels: the charger sees an EV when ``ev_connected`` > 0, the share
+of the step it is plugged in (1 inside a session; less in a session's partial first and last steps at
+a step coarser than the data), which scales what the charger can move in the step. A new session starts
+when an EV plugs in, or when the hours to departure jump up (back-to-back sessions). At plug-in the EV's
+energy and target are set from the session's arrival and target SoC; at unplug the energy still missing
+to the target is the EV-deadline cost. One efficiency applies both ways (AC -> EV battery and back).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class EvCharger(StorageDevice):
         n = len(p.max_charge_kw)
         self.dtype = dt = p.max_charge_kw.dtype
         self.connected = np.zeros(n, dtype=bool)
+        self.available = np.zeros(n, dt)  # share of this step the EV is plugged in
         self.arrived = np.zeros(n, dtype=bool)  # sessions that started this step
         self.energy_kwh = np.zeros(n, dt)
         self.target_kwh = np.zeros(n, dt)
@@ -53,23 +56,26 @@ class EvCharger(StorageDevice):
         for arr in (self.energy_kwh, self.target_kwh, self.capacity_kwh, self.v2g_floor_kwh, self.required_kwh):
             arr[:] = 0.0
         self.connected = np.zeros_like(self.connected)
+        self.hours_to_departure = np.zeros_like(self.energy_kwh)
 
-    def update_sessions(self, connected: np.ndarray, hours_to_departure: np.ndarray, capacity_kwh: np.ndarray,
+    def update_sessions(self, available: np.ndarray, hours_to_departure: np.ndarray, capacity_kwh: np.ndarray,
                         arrival_soc: np.ndarray, target_soc: np.ndarray,
                         episode_start: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Start and end sessions from this step's profile values.
+        """Start and end sessions from this step's profile values (``available``: share of the step plugged in).
 
         At an episode start, sessions already in progress have been charging since their real arrival:
         they start with at least the energy that keeps their target reachable at full power.
         Returns (unmet_kwh, departed): energy short of the target for EVs that left, and the mask.
         """
-        now = connected & self.owned
-        departed = self.connected & ~now
+        now = (available > 0) & self.owned
+        # the same session counts down its hours; a jump up means the next session took the charger
+        replaced = now & self.connected & (hours_to_departure > self.hours_to_departure - self.dt_h + 1e-3)
+        departed = self.connected & (~now | replaced)
         if departed.any():
             unmet = np.maximum(self.target_kwh - self.energy_kwh, 0.0) * departed
         else:
             unmet = np.zeros(len(now), self.dtype)
-        arrived = now & ~self.connected
+        arrived = now & (~self.connected | replaced)
         self.arrived = arrived
         if arrived.any():
             i = np.flatnonzero(arrived)
@@ -84,19 +90,21 @@ class EvCharger(StorageDevice):
             self.required_kwh[i] = self.target_kwh[i] - self.energy_kwh[i]
             self.v2g_floor_kwh[i] = self.params.v2g_min_soc[i] * cap
         self.connected = now
-        self.hours_to_departure = hours_to_departure * now
+        self.available = np.where(now, available, 0.0).astype(self.dtype)
+        self.hours_to_departure = (hours_to_departure * now).astype(self.dtype)
         return unmet, departed
 
     def prepare(self) -> None:
         """Feasible interval and action range for the next step (zero when unplugged)."""
         p = self.params
         c = self.connected
+        share = self.available  # step-average power limits scale with the share of the step plugged in
         self.energy_needed_kwh = np.maximum(self.target_kwh - self.energy_kwh, 0.0) * c
-        self.p_max = np.minimum(p.max_charge_kw, np.maximum(self.capacity_kwh - self.energy_kwh, 0.0)
+        self.p_max = np.minimum(p.max_charge_kw * share, np.maximum(self.capacity_kwh - self.energy_kwh, 0.0)
                                 * self._up_kw_per_kwh) * c
-        self.p_min = np.maximum(-p.max_discharge_kw, np.minimum(self.v2g_floor_kwh - self.energy_kwh, 0.0)
+        self.p_min = np.maximum(-p.max_discharge_kw * share, np.minimum(self.v2g_floor_kwh - self.energy_kwh, 0.0)
                                 * self._down_kw_per_kwh) * c
         # uncontrolled charging: full power from arrival until the target is reached
         self.p_default = np.minimum(self.p_max, self.energy_needed_kwh * self._up_kw_per_kwh)
-        self.p_lo = -p.max_discharge_kw * c
-        self.p_hi = p.max_charge_kw * c
+        self.p_lo = -p.max_discharge_kw * share * c
+        self.p_hi = p.max_charge_kw * share * c
