@@ -26,6 +26,7 @@ import numpy as np
 from ..data.profiles import G
 from ..envs.fleet import BATTERY, EV, FLEX, THERMOSTAT, WATER_HEATER
 from ..envs.tasks import DemandResponse, FrequencyRegulation, PeakShaving, PriceArbitrage
+from ..envs.tasks.base import check_ranges
 from ..envs.vpp_env import VppEnv
 from .policy import SetpointPolicy
 
@@ -50,6 +51,12 @@ class RuleConfig:
         if not 0.0 <= self.cheap_quantile <= self.peak_quantile <= 1.0:
             raise ValueError("RuleConfig: need 0 <= cheap_quantile <= peak_quantile <= 1, got "
                              f"{self.cheap_quantile}, {self.peak_quantile}")
+        check_ranges("RuleConfig", precondition_h=(self.precondition_h, 0.0, 24.0),
+                     band_margin_c=(self.band_margin_c, 0.0, 5.0),
+                     tank_loadup_below_high_c=(self.tank_loadup_below_high_c, 0.0, 30.0),
+                     tank_shed_floor_above_low_c=(self.tank_shed_floor_above_low_c, 0.0, 30.0),
+                     feeder_trigger_fraction=(self.feeder_trigger_fraction, 0.0, 1.0),
+                     feeder_valley_fraction=(self.feeder_valley_fraction, 0.0, 1.0))
 
 
 class RuleBased(SetpointPolicy):

@@ -62,9 +62,11 @@ class CityLearnDataset:
 def data_file(root: Path, name: str) -> Path:
     """``root/name``, or ``root/name.gz`` when only the compressed file is there."""
     path = root / name
+    gz = root / (name + ".gz")
+    if path.exists() and gz.exists():
+        raise ValueError(f"both {path} and {gz.name} exist: keep one (the loader will not guess which is current)")
     if path.exists():
         return path
-    gz = root / (name + ".gz")
     if gz.exists():
         return gz
     raise FileNotFoundError(f"CityLearn dataset file not found: {path} (nor {gz.name})")
@@ -76,10 +78,15 @@ class _Table:
     def __init__(self, root: Path, name: str, window: tuple[int, int], columns: list[str]) -> None:
         self.path = data_file(root, name)
         self.first_row = window[0]
-        df = pd.read_csv(self.path)
+        try:
+            df = pd.read_csv(self.path)
+        except (EOFError, OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise ValueError(f"{self.path}: cannot be read as a CSV table ({type(err).__name__}: {err}); is the "
+                             f"file truncated or corrupt?") from None
         missing = [c for c in columns if c not in df.columns]
         if missing:
             raise ValueError(f"{self.path}: missing column(s) {missing}; found {list(df.columns)}")
+        self.raw = df
         if len(df) < window[1]:
             raise ValueError(f"{self.path}: {len(df)} data rows, but the simulation window needs rows "
                              f"{window[0]}..{window[1] - 1} (schema simulation_start/end_time_step); "
@@ -108,6 +115,25 @@ class _Table:
         return values
 
 
+def _int(schema: dict, key: str, default: int) -> int:
+    value = schema.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ValueError(f"schema.json: {key} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def _attribute(attrs: dict, key: str, default: float, lo: float, hi: float, where: str) -> float:
+    """A device attribute of schema.json, checked: finite and in [lo, hi] (errors name building and key)."""
+    value = attrs.get(key, default)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"schema.json: {where}.{key} must be a number, got {value!r}") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"schema.json: {where}.{key} must be in [{lo}, {hi}], got {value!r}")
+    return value
+
+
 def _runs_end(connected: np.ndarray) -> np.ndarray:
     """For each row, the index one past the end of its run of connected rows."""
     n = len(connected)
@@ -129,16 +155,20 @@ def _ev_channels(table: _Table, dt_h: float, notes: list[str]) -> np.ndarray:
     ``electric_vehicle_departure_time`` + 1 (the column counts down to 0 in the last connected hour).
     """
     state = table.column("electric_vehicle_charger_state", 0, 3)
+    if np.any(state != np.round(state)):
+        r = int(np.flatnonzero(state != np.round(state))[0])
+        raise ValueError(f"{table.path}: column 'electric_vehicle_charger_state' must be a whole number (1 = "
+                         f"plugged in), got {state[r]!r} at line {table.line(r)}")
     connected = state == EV_CONNECTED_STATE
     capacity = table.column("electric_vehicle_battery_capacity_khw", 1e-3, 1e4, rows=connected, unit=" kWh")
     soc = table.column("current_soc", 0, 100, rows=connected, unit=" %")
     target = table.column("electric_vehicle_required_soc_departure", 0, 100, rows=connected, unit=" %")
     departure = pd.to_numeric(table.df["electric_vehicle_departure_time"], errors="coerce").to_numpy(dtype=float)
     missing = connected & ~np.isfinite(departure)
-    bad = connected & np.isfinite(departure) & (departure < 0)
+    bad = connected & np.isfinite(departure) & ((departure < 0) | (departure > 24 * 366))
     if bad.any():
         r = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{table.path}: column 'electric_vehicle_departure_time' must be >= 0 h, got "
+        raise ValueError(f"{table.path}: column 'electric_vehicle_departure_time' must be in [0, 8784] h, got "
                          f"{departure[r]!r} at line {table.line(r)}")
     hours = departure + 1.0
     if missing.any():
@@ -158,13 +188,19 @@ def _ev_channels(table: _Table, dt_h: float, notes: list[str]) -> np.ndarray:
     return out
 
 
-def _window(schema: dict, root: Path) -> tuple[int, int]:
-    start = int(schema.get("simulation_start_time_step", 0))
+def _window(schema: dict, root: Path, entries: list[tuple[str, dict]]) -> tuple[int, int]:
+    start = _int(schema, "simulation_start_time_step", 0)
     end = schema.get("simulation_end_time_step")
-    if end is None:  # no window in the schema: the weather file's length
-        first = next(iter(schema["buildings"].values()))
-        end = len(pd.read_csv(data_file(root, first["weather"]), usecols=[0])) - 1
-    end = int(end)
+    if end is None:  # no window in the schema: the data's length, which every time series must share
+        first = entries[0][1]
+        names = [first["weather"], first["pricing"], first["carbon_intensity"]]
+        names += [b["energy_simulation"] for _, b in entries]
+        lengths = {n: len(_Table(root, n, (0, 0), []).raw) for n in names}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"{root}/schema.json has no simulation_end_time_step and the time series differ in "
+                             f"length (a truncated file?): {lengths}")
+        end = next(iter(lengths.values())) - 1
+    end = _int(schema, "simulation_end_time_step", end)
     if not 0 <= start <= end:
         raise ValueError(f"{root}/schema.json: need 0 <= simulation_start_time_step <= simulation_end_time_step, "
                          f"got {start} and {end}")
@@ -182,15 +218,29 @@ def load_citylearn(path: str | Path, export_price: float = 0.0) -> CityLearnData
     schema_path = root / "schema.json"
     if not schema_path.exists():
         raise FileNotFoundError(f"CityLearn dataset file not found: {schema_path}")
-    schema = json.loads(schema_path.read_text())
-    dt_s = int(schema.get("seconds_per_time_step", 3600))
-    entries = [(name, b) for name, b in schema.get("buildings", {}).items() if b.get("include", True)]
+    try:
+        schema = json.loads(schema_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{schema_path}: not valid JSON ({err})") from None
+    try:
+        return _load(root, schema, export_price)
+    except (KeyError, TypeError, AttributeError) as err:  # a key missing or of the wrong kind in schema.json
+        what = f"missing key {err}" if isinstance(err, KeyError) else str(err)
+        raise ValueError(f"{schema_path}: not a CityLearn schema this loader can read ({what})") from None
+
+
+def _load(root: Path, schema: dict, export_price: float) -> CityLearnDataset:
+    dt_s = _int(schema, "seconds_per_time_step", 3600)
+    if not 1 <= dt_s <= 86400:
+        raise ValueError(f"schema.json: seconds_per_time_step must be in [1, 86400], got {dt_s}")
+    entries = [(name, b) for name, b in schema["buildings"].items() if b.get("include", True)]
     if not entries:
-        raise ValueError(f"{schema_path}: no building has include=true")
-    window = _window(schema, root)
+        raise ValueError(f"{root / 'schema.json'}: no building has include=true")
+    window = _window(schema, root, entries)
     n_rows = window[1] - window[0]
     first = entries[0][1]
-    weather = _Table(root, first["weather"], window, ["outdoor_dry_bulb_temperature"])
+    weather = _Table(root, first["weather"], window, ["outdoor_dry_bulb_temperature", "diffuse_solar_irradiance",
+                                                      "direct_solar_irradiance"])
     pricing = _Table(root, first["pricing"], window, ["electricity_pricing"])
     carbon = _Table(root, first["carbon_intensity"], window, ["carbon_intensity"])
 
@@ -198,32 +248,33 @@ def load_citylearn(path: str | Path, export_price: float = 0.0) -> CityLearnData
     home = np.zeros((n_rows, len(entries), len(HOME_CHANNELS)), dtype=np.float32)
     specs = []
     for k, (name, b) in enumerate(entries):
-        sim = _Table(root, b["energy_simulation"], window, ["non_shiftable_load", "solar_generation"])
+        sim = _Table(root, b["energy_simulation"], window, ["non_shiftable_load", "solar_generation", "dhw_demand"])
         home[:, k, H["base_load_kw"]] = sim.column("non_shiftable_load", 0.0, 1e5, unit=" kW")
         home[:, k, H["pv_kw_per_kwp"]] = sim.column("solar_generation", 0.0, 2000.0, unit=" W/kW") / 1000.0
-        if "dhw_demand" in sim.df:
-            home[:, k, H["dhw_draw_l"]] = sim.column("dhw_demand", 0.0, 1e5, unit=" kWh") * LITRES_PER_KWH_DHW
+        home[:, k, H["dhw_draw_l"]] = sim.column("dhw_demand", 0.0, 1e5, unit=" kWh") * LITRES_PER_KWH_DHW
         chargers = b.get("chargers") or {}
         charger_kw = discharge_kw = 0.0
         charger_eff = 0.95
         if chargers:
             cname, charger = next(iter(chargers.items()))
             attrs = charger.get("attributes", {})
-            charger_kw = float(attrs.get("max_charging_power", attrs.get("nominal_power", 0.0)))
-            discharge_kw = float(attrs.get("max_discharging_power", 0.0))
-            charger_eff = float(attrs.get("efficiency", 0.95))
+            where = f"buildings.{name}.chargers.{cname}.attributes"
+            charger_kw = _attribute(attrs, "max_charging_power", attrs.get("nominal_power", 0.0), 0.0, 1000.0, where)
+            discharge_kw = _attribute(attrs, "max_discharging_power", 0.0, 0.0, 1000.0, where)
+            charger_eff = _attribute(attrs, "efficiency", 0.95, 0.01, 1.0, where)
             table = _Table(root, charger["charger_simulation"], window,
                            ["electric_vehicle_charger_state", "electric_vehicle_battery_capacity_khw", "current_soc",
                             "electric_vehicle_departure_time", "electric_vehicle_required_soc_departure"])
             home[:, k, H["ev_connected"]: H["ev_target_soc"] + 1] = _ev_channels(table, dt_s / 3600.0, notes)
         storage = (b.get("electrical_storage") or {}).get("attributes", {})
         pv = (b.get("pv") or {}).get("attributes", {})
+        at = f"buildings.{name}.electrical_storage.attributes"
         specs.append(BuildingSpec(
             name=name,
-            battery_kwh=float(storage.get("capacity", 0.0)),
-            battery_kw=float(storage.get("nominal_power", 0.0)),
-            battery_efficiency=float(storage.get("efficiency", 0.9)),
-            pv_kwp=float(pv.get("nominal_power", 0.0)),
+            battery_kwh=_attribute(storage, "capacity", 0.0, 0.0, 1e5, at),
+            battery_kw=_attribute(storage, "nominal_power", 0.0, 0.0, 1e5, at),
+            battery_efficiency=_attribute(storage, "efficiency", 0.9, 0.01, 1.0, at),
+            pv_kwp=_attribute(pv, "nominal_power", 0.0, 0.0, 1e5, f"buildings.{name}.pv.attributes"),
             charger_kw=charger_kw,
             charger_discharge_kw=discharge_kw,
             charger_efficiency=charger_eff,
@@ -231,9 +282,8 @@ def load_citylearn(path: str | Path, export_price: float = 0.0) -> CityLearnData
         ))
     grid = np.zeros((n_rows, len(GRID_CHANNELS)))
     grid[:, 0] = weather.column("outdoor_dry_bulb_temperature", -90.0, 70.0, unit=" degC")
-    irr = [c for c in ("diffuse_solar_irradiance", "direct_solar_irradiance") if c in weather.df]
     # CityLearn gives diffuse + direct irradiance; their sum approximates GHI for solar gains.
-    for c in irr:
+    for c in ("diffuse_solar_irradiance", "direct_solar_irradiance"):
         grid[:, 1] += weather.column(c, 0.0, 2000.0, unit=" W/m2")
     grid[:, 2] = pricing.column("electricity_pricing", -100.0, 100.0, unit=" $/kWh")
     grid[:, 3] = export_price

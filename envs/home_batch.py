@@ -40,6 +40,8 @@ class VppHomeBatchEnv(gym.Env):
         self.shield = kwargs.pop("shield", None)
         self.penalty_per_kwh = float(kwargs.pop("shield_penalty_per_kwh", 0.0))
         check_ranges(type(self).__name__, shield_penalty_per_kwh=(self.penalty_per_kwh, 0.0, 1e4))
+        if self.penalty_per_kwh and self.shield is None:
+            raise ValueError(f"{type(self).__name__}: shield_penalty_per_kwh needs a shield (shield=...)")
         self.resample_fleet = bool(kwargs.pop("resample_fleet", False))
         self._profiles = kwargs.get("profiles")  # explicit profiles stay; else the config's data source
         self.env = VppEnv(config, **kwargs)

@@ -32,6 +32,8 @@ class VppMultiAgentEnv(MultiAgentEnv):
         self.shield = kwargs.pop("shield", None)
         self.penalty_per_kwh = float(kwargs.pop("shield_penalty_per_kwh", 0.0))
         check_ranges(type(self).__name__, shield_penalty_per_kwh=(self.penalty_per_kwh, 0.0, 1e4))
+        if self.penalty_per_kwh and self.shield is None:
+            raise ValueError(f"{type(self).__name__}: shield_penalty_per_kwh needs a shield (shield=...)")
         self.env = VppEnv(config, **kwargs)
         n = self.env.n
         self.possible_agents = [f"home_{i}" for i in range(n)]

@@ -28,6 +28,8 @@ class VppParallelEnv(ParallelEnv):
         self.shield = shield
         self.penalty_per_kwh = float(shield_penalty_per_kwh)
         check_ranges("VppParallelEnv", shield_penalty_per_kwh=(self.penalty_per_kwh, 0.0, 1e4))
+        if self.penalty_per_kwh and shield is None:
+            raise ValueError("VppParallelEnv: shield_penalty_per_kwh needs a shield (shield=...)")
         self.env = VppEnv(config, **kwargs)
         self.possible_agents = [f"home_{i}" for i in range(self.env.n)]
         self._index = {aid: i for i, aid in enumerate(self.possible_agents)}

@@ -42,12 +42,18 @@ TRAIN_ERRORS = [  # (override, what the one-line message must say)
     ("dataset=no/such/dir", r"dataset 'no/such/dir': no such directory .* bundled: \['citylearn_2022'\]"),
     ("resume_from=no/such/checkpoint", r"resume_from: .*no/such/checkpoint is not a rllib_ppo checkpoint"),
     ("fleet.seed=-2", r"FleetConfig.seed must be an integer in \[0, 2\*\*63\), got -2"),
+    ("+agent.lrr=1e-3", r"unknown key agent.lrr; valid keys here: \[.*'lr'"),
+    ("+foo=1", r"unknown key foo"),
+    ("eval_policies=[]", r"eval_policies must name at least one yardstick"),
+    ("agent.train_batch_size=8", r"agent.train_batch_size counts home-steps: it must be >= fleet.num_homes=20"),
+    ("shield=off shield.penalty_per_kwh=5", r"shield.penalty_per_kwh applies only with the shield on"),
+    ("agent.rules.band_margin_c=nan", r"RuleConfig.band_margin_c must be in \[0.0, 5.0\], got nan"),
 ]
 
 
 @pytest.mark.parametrize(("override", "message"), TRAIN_ERRORS)
 def test_train_rejects_bad_input_at_startup_in_one_line(override, message, tmp_path):
-    proc = _cli("vpprl-train", override, cwd=tmp_path)
+    proc = _cli("vpprl-train", *override.split(), "training=quick", cwd=tmp_path)  # quick: a missed check is fast
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = proc.stderr.strip().splitlines()
@@ -67,6 +73,27 @@ def test_evaluate_rejects_bad_input_at_startup_in_one_line(override, message, tm
     proc = _cli("vpprl-evaluate", override, cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert re.search(message, proc.stderr.strip()), proc.stderr
+
+
+def test_simulate_rejects_bad_input_in_one_line(tmp_path):
+    for args, message in ((["--homes", "-5"], "FleetConfig.num_homes must be an integer in [1, 1000000], got -5"),
+                          (["--days", "0"], "--days must be in (0, 366], got 0.0"),
+                          (["--seed", "-1"], "--seed must be >= 0, got -1"),
+                          (["--dataset", "nosuch"], "dataset 'nosuch': no such directory")):
+        proc = _cli("vpprl-simulate", *args, cwd=tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert message in proc.stderr
+
+
+def test_corrupt_gzip_names_the_file_without_a_traceback(tmp_path):
+    src = bundled_dataset_path("citylearn_2022")
+    dst = tmp_path / "ds"
+    shutil.copytree(src, dst)
+    data = (dst / "Building_3.csv.gz").read_bytes()
+    (dst / "Building_3.csv.gz").write_bytes(data[: len(data) // 2])  # cut mid-stream
+    proc = _cli("vpprl-evaluate", f"dataset={dst}", "dt_s=3600", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "Building_3.csv.gz: cannot be read as a CSV table" in proc.stderr and "truncated" in proc.stderr
 
 
 def test_evaluate_takes_task_as_a_value(tmp_path):
@@ -132,6 +159,40 @@ def test_bad_values_name_file_column_and_line(dataset_copy, file, column, row, v
 
     _edit(dataset_copy / file, put)
     with pytest.raises(ValueError, match=message):
+        load_citylearn(dataset_copy)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("electrical_storage", {"nominal_power": float("nan")}, r"electrical_storage.attributes.nominal_power must be"),
+    ("electrical_storage", {"capacity": -6.4}, r"electrical_storage.attributes.capacity must be in \[0.0, "),
+    ("electrical_storage", {"efficiency": 2.0}, r"electrical_storage.attributes.efficiency must be in \[0.01, 1.0\]"),
+    ("pv", {"nominal_power": -1.0}, r"buildings.Building_1.pv.attributes.nominal_power must be in"),
+])
+def test_device_sizes_in_the_schema_are_checked(dataset_copy, key, value, message):
+    import json
+
+    schema = json.loads((dataset_copy / "schema.json").read_text())
+    schema["buildings"]["Building_1"][key]["attributes"].update(value)
+    (dataset_copy / "schema.json").write_text(json.dumps(schema))
+    with pytest.raises(ValueError, match=message):
+        load_citylearn(dataset_copy)
+
+
+def test_without_a_window_every_series_must_have_the_same_length(dataset_copy):
+    import json
+
+    schema = json.loads((dataset_copy / "schema.json").read_text())
+    del schema["simulation_end_time_step"]
+    (dataset_copy / "schema.json").write_text(json.dumps(schema))
+    assert load_citylearn(dataset_copy).profiles.num_rows == 8760
+    _edit(dataset_copy / "weather.csv", lambda df: df.iloc[:4000])
+    with pytest.raises(ValueError, match=r"time series differ in length .*'weather.csv': 4000"):
+        load_citylearn(dataset_copy)
+
+
+def test_a_plain_and_a_gzip_copy_side_by_side_is_refused(dataset_copy):
+    shutil.copy(bundled_dataset_path("citylearn_2022") / "pricing.csv.gz", dataset_copy / "pricing.csv.gz")
+    with pytest.raises(ValueError, match=r"both .*pricing.csv and pricing.csv.gz exist"):
         load_citylearn(dataset_copy)
 
 
@@ -235,9 +296,20 @@ def test_rllib_env_config_carries_the_shield_penalty():
 
 
 def test_negative_penalty_refused_by_every_env_view():
-    for make in (lambda: VppHomeBatchEnv(num_homes=2, shield_penalty_per_kwh=-1.0),
-                 lambda: VppParallelEnv(num_homes=2, shield_penalty_per_kwh=-1.0)):
+    from vpprl.deployment import ShieldWrapper
+    from vpprl.envs import VppMultiAgentEnv
+
+    shield = Shield()
+    for make in (lambda: VppHomeBatchEnv(num_homes=2, shield=shield, shield_penalty_per_kwh=-1.0),
+                 lambda: VppParallelEnv(num_homes=2, shield=shield, shield_penalty_per_kwh=-1.0),
+                 lambda: VppMultiAgentEnv({"num_homes": 2, "shield": shield, "shield_penalty_per_kwh": -1.0})):
         with pytest.raises(ValueError, match=r"shield_penalty_per_kwh must be in \[0.0, 10000.0\], got -1.0"):
+            make()
+    with pytest.raises(ValueError, match=r"ShieldWrapper.penalty_per_kwh must be in \[0.0, 10000.0\], got -1.0"):
+        ShieldWrapper(VppEnv(num_homes=2), shield, penalty_per_kwh=-1.0)
+    for make in (lambda: VppHomeBatchEnv(num_homes=2, shield_penalty_per_kwh=1.0),
+                 lambda: VppMultiAgentEnv({"num_homes": 2, "shield_penalty_per_kwh": 1.0})):
+        with pytest.raises(ValueError, match="shield_penalty_per_kwh needs a shield"):  # not silently dropped
             make()
 
 

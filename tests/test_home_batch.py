@@ -146,3 +146,21 @@ def test_learner_batch_has_one_row_per_home_step_with_its_own_reward(tmp_path):
         assert abs(adv.mean()) < 1e-4 and adv.std() == pytest.approx(1.0, rel=1e-3)
     finally:
         algo.stop()
+
+
+def test_resampled_citylearn_fleets_keep_their_buildings_devices():
+    """A fresh fleet every episode on CityLearn data still has the buildings' own batteries and PV from
+    schema.json (read here directly), not the default scenario's sampled sizes."""
+    import json
+
+    from vpprl.data.bundled import bundled_dataset_path
+
+    schema = json.loads((bundled_dataset_path("citylearn_2022") / "schema.json").read_text())
+    capacities = {b["electrical_storage"]["attributes"]["capacity"] for b in schema["buildings"].values()}
+    env = VppHomeBatchEnv(task="price_arbitrage", dataset="citylearn_2022", citylearn_replicate=True,
+                          num_homes=30, dt_s=3600, resample_fleet=True)
+    seen = set()
+    for seed in range(3):
+        env.reset(seed=seed)
+        seen |= {round(float(c), 3) for c in env.env.fleet.layout.battery.capacity_kwh}
+    assert seen <= {round(c, 3) for c in capacities}

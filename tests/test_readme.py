@@ -95,7 +95,7 @@ def test_the_two_setup_commands_are_the_ones_ci_runs():
     test_command = next(c for c in setup if "pytest" in c)
     assert test_command in ci  # CI runs the README's test command verbatim
     main_job = next(c for c in setup if "pytest" not in c)
-    assert main_job.endswith("&& vpprl-train")  # the training itself runs below with its budget
+    assert main_job in ci  # and the main job too, in full (here it runs below with a short budget)
 
 
 @pytest.mark.slow

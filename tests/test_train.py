@@ -45,6 +45,11 @@ def test_rllib_multi_agent_ppo_trains_checkpoints_transfers_and_resumes(tmp_path
     assert (tmp_path / "run" / "evaluation" / "kpis.md").exists()
     # HParams sit in the run's own event file, beside its scalars (not in a second run in a sub-folder)
     assert "hparam/return" in tags and not [p for p in (tmp_path / "run" / "tensorboard").iterdir() if p.is_dir()]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    assert "_hparams_/experiment" in acc.PluginTagToContent("hparams")  # the HParams tab's data, same file
     # the shared per-home policy acts unchanged on a fleet 10x larger, from observations alone
     policy = RllibPolicy(checkpoint=result["checkpoint"])
     big = gym.make("vpprl/PriceArbitrage-v0", num_homes=40, seed=1)  # wrapped: no VppEnv attributes on it
@@ -56,6 +61,12 @@ def test_rllib_multi_agent_ppo_trains_checkpoints_transfers_and_resumes(tmp_path
     np.testing.assert_allclose(policy.act(rows), action, atol=1e-6)
     big.step(action)
     # resuming continues the counters: iterations 3 and 4 of a 4-iteration budget, more home-steps
+    from vpprl.training.train import check_resumable
+
+    other = tiny(tmp_path / "other", "rllib_ppo", resume_from=result["checkpoint"])
+    other.agent.home_batch = False  # its module would not take the checkpoint's weights
+    with pytest.raises(ValueError, match="agent.home_batch: checkpoint True, now False"):
+        check_resumable(other)
     cfg = tiny(tmp_path / "resumed", "rllib_ppo", resume_from=result["checkpoint"], evaluate=False,
                tensorboard=False)
     cfg.training.iterations = 4

@@ -10,8 +10,9 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, KeyError)
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError)
 
 
 @contextmanager
@@ -20,9 +21,34 @@ def user_errors(prog: str) -> Iterator[None]:
     try:
         yield
     except USER_ERRORS as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        fail(prog, str(err))
+
+
+def fail(prog: str, message: str) -> None:
+    """One line on stderr, exit code 2."""
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def check_known_keys(cfg: Any, schema: type, prefix: str = "") -> None:
+    """ValueError naming the first key of ``cfg`` (a DictConfig) that ``schema`` (a dataclass) does not have:
+    Hydra's ``+key=value`` appends keys a structured config would otherwise keep silently."""
+    from dataclasses import fields, is_dataclass
+    from typing import get_type_hints
+
+    from omegaconf import DictConfig
+
+    hints = get_type_hints(schema)
+    names = {f.name for f in fields(schema)}
+    for key in cfg.keys():
+        if key == "hydra":
+            continue
+        if key not in names:
+            raise ValueError(f"unknown key {prefix}{key}; valid keys here: {sorted(names)}")
+        value, kind = cfg[key], hints.get(key)
+        kind = next((a for a in getattr(kind, "__args__", ()) if is_dataclass(a)), kind)
+        if isinstance(value, DictConfig) and is_dataclass(kind):
+            check_known_keys(value, kind, f"{prefix}{key}.")
 
 
 def quiet_ray() -> None:

@@ -109,6 +109,8 @@ class ShieldSettings:
 
     def __post_init__(self) -> None:
         check_ranges("shield", penalty_per_kwh=(self.penalty_per_kwh, 0.0, MAX_PENALTY_PER_KWH))
+        if self.penalty_per_kwh > 0 and not self.enabled:
+            raise ValueError("shield.penalty_per_kwh applies only with the shield on (shield.enabled=true)")
         if self.feeder_limit_kw is not None:
             check_ranges("shield", feeder_limit_kw=(self.feeder_limit_kw, 1e-3, 1e9))
 
@@ -148,6 +150,14 @@ class TrainConfig:
             check_seed("eval_seeds", s)
         if not self.eval_seeds:
             raise ValueError("eval_seeds must list at least one seed")
+        if self.evaluate and not [p for p in self.eval_policies if p != self.agent.name]:
+            raise ValueError("eval_policies must name at least one yardstick to compare with, e.g. [no_control]")
+        if self.agent.name == "rllib_ppo" and self.agent.train_batch_size < self.fleet.num_homes:
+            raise ValueError(f"agent.train_batch_size counts home-steps: it must be >= fleet.num_homes="
+                             f"{self.fleet.num_homes}, got {self.agent.train_batch_size}")
+        if self.agent.name != "sb3_sac" and self.agent.minibatch_size > self.agent.train_batch_size:
+            raise ValueError(f"agent.minibatch_size must be <= agent.train_batch_size={self.agent.train_batch_size}, "
+                             f"got {self.agent.minibatch_size}")
         if self.eval_start_days is not None and len(self.eval_start_days) not in (1, len(self.eval_seeds)):
             raise ValueError(f"eval_start_days must have 1 or len(eval_seeds)={len(self.eval_seeds)} entries, "
                              f"got {len(self.eval_start_days)}")

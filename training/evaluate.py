@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..agents.policy import Policy
 from ..envs import VppEnv
-from .cli import user_errors
+from .cli import check_known_keys, user_errors
 from .evaluation import (
     EvaluateConfig,
     add_comparisons,
@@ -80,6 +80,7 @@ def _to_tensorboard(out: Path, summary: list[dict], traces: dict) -> None:
 @hydra.main(config_path="pkg://vpprl.configs.evaluate", config_name="evaluate", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
     with user_errors("vpprl-evaluate"):
+        check_known_keys(cfg, EvaluateConfig)
         obj: EvaluateConfig = OmegaConf.to_object(cfg)  # runs the schema's validation
         env = make_env(obj)  # loads the data, checks the start days against it
     if obj.output_dir == ".":

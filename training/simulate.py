@@ -10,19 +10,24 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
 from ..envs import ENV_IDS, VppEnv
+from .cli import user_errors
 
 
-def run(task: str, num_homes: int, seed: int, days: float, dataset: str | None) -> dict:
+def make_env(task: str, num_homes: int, seed: int, days: float, dataset: str | None) -> VppEnv:
     kwargs = {"task": task, "num_homes": num_homes, "seed": seed}
     if task != "frequency_regulation":
         kwargs["episode_hours"] = 24.0 * days
     if dataset:
         kwargs.update(dataset=dataset, dt_s=3600 if task != "frequency_regulation" else 4)
-    env = VppEnv(**kwargs)
+    return VppEnv(**kwargs)
+
+
+def run(env: VppEnv, task: str, seed: int) -> dict:
     env.reset(seed=seed)
     zero = np.zeros(env.action_space.shape, dtype=np.float32)
     t0 = time.perf_counter()
@@ -43,7 +48,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dataset", default=None, help="a CityLearn-format dataset directory")
     ap.add_argument("--json", default=None, help="also write the KPI rows to this file")
     args = ap.parse_args(argv)
-    rows = [run(task, args.homes, args.seed, args.days, args.dataset) for task in ENV_IDS.values()]
+    with user_errors("vpprl-simulate"):  # every env is built (and so checked) before any runs
+        if not 0 < args.days <= 366:
+            raise ValueError(f"--days must be in (0, 366], got {args.days}")
+        if not args.seed >= 0:
+            raise ValueError(f"--seed must be >= 0, got {args.seed}")
+        if args.json and not Path(args.json).resolve().parent.is_dir():
+            raise FileNotFoundError(f"--json: no directory {Path(args.json).resolve().parent} to write into")
+        envs = {task: make_env(task, args.homes, args.seed, args.days, args.dataset) for task in ENV_IDS.values()}
+    rows = [run(env, task, args.seed) for task, env in envs.items()]
     keys = ["energy_cost", "peak_kw", "load_factor", "ramping_kw", "emissions_kg", "discomfort_degh",
             "dhw_discomfort_degh", "ev_unmet_kwh", "home_steps_per_s"]
     print(f"No-control KPIs, {rows[0]['homes']} homes, seed {args.seed}"

@@ -27,7 +27,7 @@ from ..agents.rule_based import RuleBased
 from ..deployment.shield import Shield, ShieldConfig
 from ..deployment.shielded_policy import ShieldedPolicy
 from ..envs.vpp_env import VppEnv
-from .cli import user_errors
+from .cli import check_known_keys, user_errors
 from .config import YARDSTICKS, TrainConfig
 from .evaluation import EvaluateConfig, rollout
 
@@ -107,7 +107,33 @@ def check_startup(cfg: TrainConfig) -> VppEnv:
     probe_env = VppEnv(**cfg.env_kwargs())
     for day in cfg.eval_start_days or []:
         probe_env.check_start_day("eval_start_days", day)
+    if cfg.evaluate:  # the final evaluation's settings, checked now rather than after the training
+        _eval_config(cfg, Path(cfg.output_dir), [p for p in cfg.eval_policies if p != cfg.agent.name],
+                     list(cfg.eval_seeds), cfg.eval_start_days)
+    if cfg.resume_from:
+        check_resumable(cfg)
     return probe_env
+
+
+#: settings a checkpoint's weights depend on: resuming with others would load nothing or fail mid-way
+RESUME_KEYS = ("agent.name", "agent.home_batch", "agent.hidden", "task", "dt_s", "dataset")
+RUN_CONFIG = "vpprl_config.yaml"
+
+
+def check_resumable(cfg: TrainConfig) -> None:
+    """ValueError naming every setting that differs from the run that wrote ``resume_from``."""
+    saved_path = Path(cfg.resume_from) / RUN_CONFIG
+    if not saved_path.exists():
+        raise FileNotFoundError(f"resume_from: {saved_path} is missing: the checkpoint was not written by "
+                                f"vpprl-train (or by an older version), so its settings cannot be checked")
+    saved = OmegaConf.load(saved_path)
+    mine = OmegaConf.structured(cfg)
+    keys = RESUME_KEYS + (("fleet.num_homes",) if cfg.agent.name.startswith("sb3") else ())
+    differ = [f"{k}: checkpoint {OmegaConf.select(saved, k)!r}, now {OmegaConf.select(mine, k)!r}" for k in keys
+              if OmegaConf.select(saved, k) != OmegaConf.select(mine, k)]
+    if differ:
+        raise ValueError("resume_from: the checkpoint was trained with other settings; use the same values "
+                         "(" + "; ".join(differ) + ")")
 
 
 def train(cfg: TrainConfig, probe_env: VppEnv | None = None) -> dict:
@@ -150,14 +176,14 @@ def train(cfg: TrainConfig, probe_env: VppEnv | None = None) -> dict:
                 if key.startswith("losses/"):
                     writer.add_scalar(key, value, it)
         if budget.checkpoint_every and it % budget.checkpoint_every == 0 and not final:
-            trainer.save(out / "checkpoints" / f"iter_{it:06d}")
+            _save(trainer, cfg, out / "checkpoints" / f"iter_{it:06d}")
         if writer and (it % budget.log_every == 0 or final):
             _probe_episode(writer, trainer, shield, probe_env, cfg.eval_seeds[0], probe_days[0], out, it)
         if out_of_time:
             log.info("time budget of %g s reached after %d iterations", budget.time_budget_s, it)
             break
     train_s = time.perf_counter() - t_start
-    checkpoint = trainer.save(out / "checkpoint")
+    checkpoint = _save(trainer, cfg, out / "checkpoint")
     summary: list[dict] = []
     if cfg.evaluate:
         from .evaluate import run as run_evaluation
@@ -182,6 +208,13 @@ def train(cfg: TrainConfig, probe_env: VppEnv | None = None) -> dict:
         log.info("tensorboard: tensorboard --logdir %s", out / "tensorboard")
     return {"checkpoint": str(checkpoint), "summary": summary, "iterations": last_it, "train_s": train_s,
             "home_steps": last_steps}
+
+
+def _save(trainer: Trainer, cfg: TrainConfig, path: Path) -> Path:
+    """The trainer's checkpoint plus the run's settings beside it (``resume_from`` checks them)."""
+    checkpoint = trainer.save(path)
+    OmegaConf.save(OmegaConf.structured(cfg), checkpoint / RUN_CONFIG)
+    return checkpoint
 
 
 def _probe_episode(writer, trainer: Trainer, shield: Shield | None, env: VppEnv, seed: int, day: int, out: Path,
@@ -233,6 +266,7 @@ def _log_dispatch(writer, traces: dict, out: Path, step: int) -> None:
 @hydra.main(config_path="pkg://vpprl.configs.train", config_name="train", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
     with user_errors("vpprl-train"):
+        check_known_keys(cfg, TrainConfig)
         obj: TrainConfig = OmegaConf.to_object(cfg)  # runs every schema's validation
         probe_env = check_startup(obj)
     if obj.output_dir == ".":
