@@ -85,12 +85,16 @@ class RuleBased(SetpointPolicy):
         prices = f.grid_at_steps(f.t + np.arange(0, self._day_steps, stride))[:, G["price_import"]]
         hi = np.quantile(prices, self.config.peak_quantile)
         lo = np.quantile(prices, self.config.cheap_quantile)
-        flat = prices.max() - prices.min() < 1e-9
+        p_min, p_max = prices.min(), prices.max()
+        flat = p_max - p_min < 1e-9
+        # a peak is above the day's cheapest price and a cheap hour below its dearest: on a two-level tariff
+        # with a short peak the quantile equals the off-peak price, which is not a peak
+        peak = lambda p: (p >= hi) & (p > p_min + 1e-9)  # noqa: E731
         now = prices[0]
-        peak_now = (not flat) and now >= hi
-        cheap_now = (not flat) and now <= lo
+        peak_now = (not flat) and bool(peak(now))
+        cheap_now = (not flat) and bool((now <= lo) & (now < p_max - 1e-9))
         ahead = prices[1: 1 + max(1, self._pre_steps // stride)]
-        pre_peak = (not flat) and not peak_now and bool(np.any(ahead >= hi))
+        pre_peak = (not flat) and not peak_now and bool(np.any(peak(ahead)))
         return peak_now, cheap_now, pre_peak
 
     def _events(self) -> tuple[bool, bool]:

@@ -155,3 +155,27 @@ def test_oracle_objective_is_the_env_return_with_partial_ev_steps():
         total += reward * env.n
     assert total == pytest.approx(-oracle.plan.objective, rel=1e-4, abs=1e-3)
     assert info["kpis"]["ev_unmet_kwh"] < 1e-3
+
+
+def test_rules_find_a_short_peak_on_a_two_level_tariff():
+    """0.10 $/kWh all day, 0.50 from 17 to 20 h: the batteries discharge in those three hours and in no
+    other (the 75 % price quantile of such a day is the off-peak price, once read as a peak in every hour)."""
+    rows = 96 * 3
+    hour = (np.arange(rows) % 96) / 4.0
+    grid = np.zeros((rows, len(GRID_CHANNELS)))
+    grid[:, 2] = np.where((hour >= 17) & (hour < 20), 0.5, 0.1)  # price_import
+    home = np.zeros((rows, 1, len(HOME_CHANNELS)), np.float32)
+    home[:, 0, H["base_load_kw"]] = 1.0
+    p = Profiles(900, home, grid, "2024-01-01", ("flat",))
+    env = VppEnv(profiles=p, task="price_arbitrage", fleet=FleetConfig(num_homes=5, seed=0, ownership=Ownership(
+        1.0, 0, 0, 0, 0, 0), battery_reserve_soc=(0.1, 0.1)), episode_hours=24.0, start_day=1)
+    env.reset(seed=0)
+    rules = RuleBased()
+    rules.reset(env)
+    discharging = []
+    for _ in range(env.episode_steps):
+        env.step(rules.act(None))
+        discharging.append(bool((env.fleet.last_outcome.device_kw[BATTERY] < -1e-6).any()))
+    peak_steps = (hour[:96] >= 17) & (hour[:96] < 20)
+    assert not np.any(np.array(discharging) & ~peak_steps)
+    assert np.any(np.array(discharging) & peak_steps)
