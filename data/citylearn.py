@@ -7,8 +7,10 @@ specs that the fleet builder turns into per-home device parameters.
 Every value read is checked: a missing file or column, a NaN or a value outside its physical range,
 or a file shorter than the schema's simulation window stops the load with an error that names the
 file, the column and the CSV line. Rows beyond the window are not part of the simulation (as in
-CityLearn). The one documented fill: a connected EV row with no departure time gets the hours until
-the charger state leaves 1 (the bundled 2022 data has such rows); the count is in ``notes``.
+CityLearn). Devices and columns vpprl does not map are refused (``citylearn_audit``), with two
+documented exceptions listed in ``notes``. The one documented fill: a connected EV row with no
+departure time gets the hours until the charger state leaves 1 (the bundled 2022 data has such rows);
+the count is in ``notes``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .bundled import resolve_dataset
+from .citylearn_audit import audit_building
 from .profiles import GRID_CHANNELS, HOME_CHANNELS, H, Profiles
 
 log = logging.getLogger(__name__)
@@ -252,6 +255,7 @@ def _load(root: Path, schema: dict, export_price: float) -> CityLearnDataset:
         home[:, k, H["base_load_kw"]] = sim.column("non_shiftable_load", 0.0, 1e5, unit=" kW")
         home[:, k, H["pv_kw_per_kwp"]] = sim.column("solar_generation", 0.0, 2000.0, unit=" W/kW") / 1000.0
         home[:, k, H["dhw_draw_l"]] = sim.column("dhw_demand", 0.0, 1e5, unit=" kWh") * LITRES_PER_KWH_DHW
+        notes += audit_building(name, b, sim.df, sim.path.name)
         chargers = b.get("chargers") or {}
         charger_kw = discharge_kw = 0.0
         charger_eff = 0.95
