@@ -1,1 +1,3 @@
-"""Policies: RLlib multi-agent PPO, SB3 baselines, rule-based baselines, LP oracle (coming next)."""
+"""Policies: the policy API, rule-based baselines, the LP oracle and MPC (HiGHS).
+
+Learned policies (RLlib, SB3) are served from ``vpprl.training``."""

@@ -45,7 +45,8 @@ class InitialState:
 
     @classmethod
     def of(cls, fleet: Fleet) -> InitialState:
-        """The fleet's state at the start of its current step (before that step's session update)."""
+        """The fleet's state at the start of its current step (after that step's sessions began: an EV arriving now
+        is in it with its arrival energy)."""
         ev = fleet.ev
         return cls(fleet.battery.energy_kwh.astype(float), ev.connected.copy(), ev.energy_kwh.astype(float),
                    ev.target_kwh.astype(float), fleet.thermostat.temp_c.astype(float),

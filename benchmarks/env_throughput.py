@@ -12,10 +12,8 @@ gymnasium 0.28 and numpy 1.26, so it lives in its own venv), and the ratio is re
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,22 +22,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import RESULTS_DIR, write_results
-
-
-def _plain_copy_of_bundled_citylearn(dest: Path) -> Path:
-    """vpprl ships the dataset gzip-compressed; CityLearn itself reads plain CSVs."""
-    from vpprl.data.bundled import bundled_dataset_path
-
-    src = bundled_dataset_path("citylearn_2022")
-    out = dest / src.name
-    out.mkdir(parents=True)
-    for f in src.iterdir():
-        if f.suffix == ".gz":
-            with gzip.open(f, "rb") as fin, open(out / f.stem, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-        else:
-            shutil.copy(f, out / f.name)
-    return out
 
 
 def _measure_vpprl(num_homes: int, seconds: float) -> dict:
@@ -141,7 +123,9 @@ def main() -> None:
     city = None
     if city_python:
         with tempfile.TemporaryDirectory() as tmp:
-            city = _run_child("citylearn", args.seconds, city_python, _plain_copy_of_bundled_citylearn(Path(tmp)))
+            from vpprl.data.bundled import plain_copy
+
+            city = _run_child("citylearn", args.seconds, city_python, plain_copy("citylearn_2022", Path(tmp)))
     if city:
         rows.append(city)
     print(f"{'env':34s} {'homes':>8s} {'steps':>7s} {'step ms':>9s} {'home-steps/s':>14s} {'peak MB':>9s} {'vs CityLearn':>13s}")

@@ -7,6 +7,8 @@ other value is a path to a CityLearn-format directory.
 
 from __future__ import annotations
 
+import gzip
+import shutil
 from pathlib import Path
 
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
@@ -36,3 +38,18 @@ def resolve_dataset(name_or_path: str | Path) -> Path:
             f"bundled: {sorted(BUNDLED_DATASETS)}; or give a directory holding a CityLearn schema.json"
         )
     return path
+
+
+def plain_copy(name: str, dest: Path) -> Path:
+    """A writable copy of a bundled dataset in ``dest/<folder>`` with every CSV decompressed (for tools that
+    read plain CSVs only, such as CityLearn itself, or for editing)."""
+    src = bundled_dataset_path(name)
+    out = Path(dest) / src.name
+    out.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.suffix == ".gz":
+            with gzip.open(f, "rb") as fin, open(out / f.stem, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+        elif f.is_file() and f.name != "__init__.py":
+            shutil.copy(f, out / f.name)
+    return out

@@ -129,12 +129,7 @@ def test_oracle_objective_is_the_env_return_when_the_heat_pump_mode_changes():
     env = VppEnv(profiles=p, task="price_arbitrage", fleet=FleetConfig(num_homes=6, seed=0, ownership=Ownership(
         0, 0, 0, 0, 1.0, 0)), episode_hours=24.0, start_day=0)
     env.reset(seed=0)
-    oracle = Oracle()
-    oracle.reset(env)
-    total = 0.0
-    for _ in range(env.episode_steps):
-        _, reward, _, _, info = env.step(oracle.act(None))
-        total += reward * env.n
+    oracle, total, info = _replay_oracle(env)
     assert info["kpis"]["terminal_value"] != 0.0
     assert total == pytest.approx(-oracle.plan.objective, rel=1e-4, abs=1e-4)
 
@@ -147,12 +142,7 @@ def test_oracle_objective_is_the_env_return_with_partial_ev_steps():
     env.reset(seed=0)
     assert np.any((env.fleet.profiles.home_channel("ev_connected") > 0)
                   & (env.fleet.profiles.home_channel("ev_connected") < 1))  # partial steps exist
-    oracle = Oracle()
-    oracle.reset(env)
-    total = 0.0
-    for _ in range(env.episode_steps):
-        _, reward, _, _, info = env.step(oracle.act(None))
-        total += reward * env.n
+    oracle, total, info = _replay_oracle(env)
     assert total == pytest.approx(-oracle.plan.objective, rel=1e-4, abs=1e-3)
     assert info["kpis"]["ev_unmet_kwh"] < 1e-3
 
@@ -179,3 +169,14 @@ def test_rules_find_a_short_peak_on_a_two_level_tariff():
     peak_steps = (hour[:96] >= 17) & (hour[:96] < 20)
     assert not np.any(np.array(discharging) & ~peak_steps)
     assert np.any(np.array(discharging) & peak_steps)
+
+
+def _replay_oracle(env: VppEnv) -> tuple[Oracle, float, dict]:
+    """Plan with the oracle, replay the plan in the env: (oracle, fleet return in $, last info)."""
+    oracle = Oracle()
+    oracle.reset(env)
+    total, info = 0.0, {}
+    for _ in range(env.episode_steps):
+        _, reward, _, _, info = env.step(oracle.act(None))
+        total += reward * env.n
+    return oracle, total, info

@@ -3,7 +3,6 @@ allowed range, without a traceback; nothing is silently clamped, wrapped, broadc
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import shutil
@@ -15,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from vpprl.agents.policy import Policy
-from vpprl.data.bundled import bundled_dataset_path
+from vpprl.data.bundled import bundled_dataset_path, plain_copy
 from vpprl.data.citylearn import load_citylearn
 from vpprl.deployment import Shield, ShieldConfig
 from vpprl.envs import VppEnv, VppParallelEnv
@@ -116,16 +115,7 @@ def test_evaluate_help_lists_no_training_groups(tmp_path):
 @pytest.fixture()
 def dataset_copy(tmp_path) -> Path:
     """A writable copy of the bundled dataset, every CSV decompressed (the loader reads both forms)."""
-    src = bundled_dataset_path("citylearn_2022")
-    dst = tmp_path / "ds"
-    dst.mkdir()
-    for f in src.iterdir():
-        if f.suffix == ".gz":
-            with gzip.open(f, "rb") as fin, open(dst / f.stem, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-        else:
-            shutil.copy(f, dst / f.name)
-    return dst
+    return plain_copy("citylearn_2022", tmp_path)
 
 
 def _edit(path: Path, edit) -> None:

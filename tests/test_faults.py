@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vpprl.deployment import CommFaultWrapper, DeviceFaults, FaultConfig, TelemetryEstimator
+from vpprl.deployment import (
+    CommFaultWrapper,
+    DeviceFaults,
+    FaultConfig,
+    TelemetryEstimator,
+)
 from vpprl.envs import FleetConfig, VppEnv
 from vpprl.envs.fleet_config import Ownership
 

@@ -103,9 +103,9 @@ def test_learner_batch_has_one_row_per_home_step_with_its_own_reward(tmp_path):
     from ray.rllib.core import DEFAULT_MODULE_ID
     from ray.rllib.core.columns import Columns
     from ray.rllib.evaluation.postprocessing import Postprocessing
+    from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
     from vpprl.envs import FleetConfig
     from vpprl.training.config import AgentConfig, TrainConfig
-    from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
     from vpprl.training.rllib_adapter import build_algorithm
 
     n = 5
