@@ -294,9 +294,17 @@ def _load(root: Path, schema: dict, export_price: float) -> CityLearnDataset:
     grid[:, 4] = carbon.column("carbon_intensity", 0.0, 10.0, unit=" kg/kWh")
     for note in notes:
         log.info("%s", note)
+    extra = {}
+    if "day_type" in sim.df:  # CityLearn's calendar (EnergyPlus): 1 = Sunday .. 7 = Saturday, 8 = holiday
+        day_type = sim.column("day_type", 1, 8)
+        days = np.arange(len(day_type)) // max(1, 86400 // dt_s)
+        ok = day_type <= 7
+        if ok.any():
+            r = int(np.flatnonzero(ok)[0])
+            extra["start_weekday"] = int((day_type[r] - 2) % 7 - days[r]) % 7  # Monday = 0
     profiles = Profiles(
         dt_s=dt_s, home=np.ascontiguousarray(home), grid=grid,
         start=str(schema.get("start_date", "2000-01-01")), names=tuple(s.name for s in specs),
-        source=f"CityLearn dataset {root.name}",
+        source=f"CityLearn dataset {root.name}", extra=extra,
     )
     return CityLearnDataset(path=root, profiles=profiles, buildings=tuple(specs), schema=schema, notes=tuple(notes))

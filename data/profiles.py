@@ -86,6 +86,21 @@ class Profiles:
     def steps_per_day(self) -> int:
         return 86400 // self.dt_s
 
+    @property
+    def start_weekday(self) -> int:
+        """Weekday of row 0 (Monday = 0): the data's own calendar where it has one (``extra["start_weekday"]``,
+        e.g. CityLearn's ``day_type`` column), else the weekday of ``start``."""
+        import pandas as pd
+
+        return int(self.extra.get("start_weekday", pd.Timestamp(self.start).weekday()))
+
+    @property
+    def start_day_of_year(self) -> int:
+        """Day of the year of row 0 (0 = January 1st)."""
+        import pandas as pd
+
+        return int(pd.Timestamp(self.start).dayofyear) - 1
+
     def home_channel(self, name: str) -> np.ndarray:
         """(K, T) view of one per-profile channel."""
         return self.home[:, :, H[name]].T

@@ -52,9 +52,8 @@ class ObservationBuilder:
         }
         for name, v in static.items():
             self.home[:, col[name]] = v
-        import pandas as pd
-
-        self._start_weekday = pd.Timestamp(fleet.profiles.start).weekday()
+        self._start_weekday = fleet.profiles.start_weekday
+        self._start_doy = fleet.profiles.start_day_of_year
         self._backlog_scale = np.where(lay.flex_load.max_backlog_kwh > 0, 1.0 / np.maximum(
             lay.flex_load.max_backlog_kwh, 1e-9), 0.0)
 
@@ -94,7 +93,7 @@ class ObservationBuilder:
         f = self.fleet
         s = f.seconds
         tod = 2 * np.pi * (s % 86400) / 86400.0
-        doy = 2 * np.pi * ((s // 86400) % 365) / 365.0
+        doy = 2 * np.pi * ((self._start_doy + s // 86400) % 365) / 365.0
         weekend = float(((self._start_weekday + s // 86400) % 7) >= 5)
         g = f.grid
         return np.array([

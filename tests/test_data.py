@@ -158,3 +158,21 @@ def test_ev_sessions_wrap_around_the_year():
     last = conn & ~nxt
     np.testing.assert_allclose(ev[:, :, 1][last], 1.0)
     assert conn[:, 0].all()  # the last evening's sessions continue into the first morning
+
+
+def test_citylearn_calendar_comes_from_the_data(citylearn_dir):
+    """CityLearn's day_type (EnergyPlus: 1 = Sunday .. 7 = Saturday) says the 2022 data begins on a Sunday,
+    although its schema's start date (2024-08-01) is a Thursday: the weekend flag follows the data, and the
+    day of the year follows the start date (August 1st, not January 1st)."""
+    from vpprl.envs import VppEnv
+
+    raw = pd.read_csv(citylearn_dir / "Building_1.csv.gz")
+    assert raw["day_type"].iloc[0] == 1 and raw["day_type"].iloc[30] == 2  # Sunday, then Monday
+    env = VppEnv(task="price_arbitrage", dataset="citylearn_2022", dt_s=3600, start_day=0)
+    obs, _ = env.reset(seed=0)
+    glob = dict(zip(env.global_features, obs[-len(env.global_features):]))
+    assert glob["weekend"] == 1.0
+    assert glob["sin_day_of_year"] == pytest.approx(np.sin(2 * np.pi * 213 / 365), abs=1e-5)
+    env.set_start_day(1)
+    obs, _ = env.reset(seed=0)
+    assert dict(zip(env.global_features, obs[-len(env.global_features):]))["weekend"] == 0.0
