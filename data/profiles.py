@@ -99,7 +99,7 @@ class Profiles:
         """Day of the year of row 0 (0 = January 1st)."""
         import pandas as pd
 
-        return int(pd.Timestamp(self.start).dayofyear) - 1
+        return int(pd.Timestamp(self.start).day_of_year) - 1
 
     def home_channel(self, name: str) -> np.ndarray:
         """(K, T) view of one per-profile channel."""
