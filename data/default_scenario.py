@@ -142,5 +142,5 @@ def default_profiles(num_profiles: int = 64, seed: int = 2026) -> Profiles:
     return Profiles(
         dt_s=DT_S, home=home, grid=grid, start=f"{YEAR}-01-01", names=tuple(f"default_{k}" for k in range(num_profiles)),
         source="vpprl default scenario (pvlib TMY3 Greensboro NC, BDEW H25/G25, synthetic EV and hot water)",
-        extra={"latitude": meta["latitude"], "longitude": meta["longitude"]},
+        extra={"latitude": meta["latitude"], "longitude": meta["longitude"], "cyclic": True},  # a typical year
     )

@@ -87,6 +87,12 @@ class Profiles:
         return 86400 // self.dt_s
 
     @property
+    def cyclic(self) -> bool:
+        """True when the data's end joins its start (a typical year, e.g. the default scenario's TMY): homes
+        may then read across the end. Measured data is not cyclic: no read may splice its end onto its start."""
+        return bool(self.extra.get("cyclic", False))
+
+    @property
     def start_weekday(self) -> int:
         """Weekday of row 0 (Monday = 0): the data's own calendar where it has one (``extra["start_weekday"]``,
         e.g. CityLearn's ``day_type`` column), else the weekday of ``start``."""

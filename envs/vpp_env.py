@@ -100,19 +100,33 @@ class VppEnv(gym.Env):
         if self._episode_s > self._data_s:
             raise ValueError(f"episode_hours={self.config.episode_hours:g} is longer than the data "
                              f"({self._data_s / 3600:g} h of {profiles.source or 'profiles'})")
+        # homes read their profile shifted in time: on data that is not a cyclic year, keep every read inside it
+        shift = self.fleet.layout.shift_s
+        self._before_s = 0 if profiles.cyclic else max(0, -int(shift.min(initial=0)))
+        self._after_s = 0 if profiles.cyclic else max(0, int(shift.max(initial=0)))
+        if self.last_start_day < self.first_start_day:
+            raise ValueError(f"no start day fits: the homes read the data shifted by up to "
+                             f"{self._after_s / 86400:.2f} days and an episode lasts {self.config.episode_hours:g} "
+                             f"h, but the data holds {self._data_s / 86400:g} days; lower fleet.max_day_shift")
         self.check_start_day("ScenarioConfig.start_day", self.config.start_day)
 
     # ----- episode start ----------------------------------------------------------------------
     @property
+    def first_start_day(self) -> int:
+        """The first day an episode can start on without a home reading before the data's first row."""
+        return int(-(-self._before_s // 86400))
+
+    @property
     def last_start_day(self) -> int:
         """The last day (counted from the data's first row) an episode can start on without running past
-        the end of the data."""
-        return int((self._data_s - self._episode_s) // 86400)
+        the end of the data, for every home's time shift."""
+        return int((self._data_s - self._episode_s - self._after_s) // 86400)
 
     def check_start_day(self, field_name: str, day: int | None) -> None:
         """ValueError naming ``field_name`` unless ``day`` is None or a start day inside the data."""
-        if day is not None and not (isinstance(day, (int, np.integer)) and 0 <= day <= self.last_start_day):
-            raise ValueError(f"{field_name} must be a whole day in [0, {self.last_start_day}] (the data holds "
+        lo, hi = self.first_start_day, self.last_start_day
+        if day is not None and not (isinstance(day, (int, np.integer)) and lo <= day <= hi):
+            raise ValueError(f"{field_name} must be a whole day in [{lo}, {hi}] (the data holds "
                              f"{self._data_s / 86400:g} days and an episode lasts "
                              f"{self.config.episode_hours:g} h), got {day!r}")
 
@@ -131,10 +145,11 @@ class VppEnv(gym.Env):
         super().reset(seed=seed)
         rng = self.np_random
         cfg = self.config
-        day = cfg.start_day if cfg.start_day is not None else int(rng.integers(0, self.last_start_day + 1))
+        day = cfg.start_day if cfg.start_day is not None else int(
+            rng.integers(self.first_start_day, self.last_start_day + 1))
         hour = 0
         if cfg.start_day is None and cfg.episode_hours < 24:  # a random hour too, never past the data's end
-            hours_left = (self._data_s - self._episode_s - day * 86400) // 3600
+            hours_left = (self._data_s - self._episode_s - self._after_s - day * 86400) // 3600
             hour = int(rng.integers(0, min(24, hours_left + 1)))
         self.fleet.reset(rng, day * 86400 + hour * 3600)
         for task in self.tasks:

@@ -125,7 +125,8 @@ def test_oracle_objective_is_the_env_return_when_the_heat_pump_mode_changes():
     grid = np.zeros((rows, len(G)))
     grid[:, G["outdoor_temp_c"]] = np.where(np.arange(rows) % 96 < 30, 2.0, 33.0)
     grid[:, G["price_import"]] = np.where(np.arange(rows) % 96 < 60, 0.1, 0.4)
-    p = Profiles(900, np.zeros((rows, 1, len(H)), np.float32), grid, "2024-01-01", ("const",))
+    p = Profiles(900, np.zeros((rows, 1, len(H)), np.float32), grid, "2024-01-01", ("const",),
+                 extra={"cyclic": True})
     env = VppEnv(profiles=p, task="price_arbitrage", fleet=FleetConfig(num_homes=6, seed=0, ownership=Ownership(
         0, 0, 0, 0, 1.0, 0)), episode_hours=24.0, start_day=0)
     env.reset(seed=0)
@@ -156,7 +157,7 @@ def test_rules_find_a_short_peak_on_a_two_level_tariff():
     grid[:, 2] = np.where((hour >= 17) & (hour < 20), 0.5, 0.1)  # price_import
     home = np.zeros((rows, 1, len(HOME_CHANNELS)), np.float32)
     home[:, 0, H["base_load_kw"]] = 1.0
-    p = Profiles(900, home, grid, "2024-01-01", ("flat",))
+    p = Profiles(900, home, grid, "2024-01-01", ("flat",), extra={"cyclic": True})
     env = VppEnv(profiles=p, task="price_arbitrage", fleet=FleetConfig(num_homes=5, seed=0, ownership=Ownership(
         1.0, 0, 0, 0, 0, 0), battery_reserve_soc=(0.1, 0.1)), episode_hours=24.0, start_day=1)
     env.reset(seed=0)

@@ -17,7 +17,7 @@ from vpprl.agents.policy import Policy
 from vpprl.data.bundled import bundled_dataset_path, plain_copy
 from vpprl.data.citylearn import load_citylearn
 from vpprl.deployment import Shield, ShieldConfig
-from vpprl.envs import VppEnv, VppParallelEnv
+from vpprl.envs import FleetConfig, VppEnv, VppParallelEnv
 from vpprl.envs.fleet import NUM_DEVICE_CLASSES
 from vpprl.envs.home_batch import VppHomeBatchEnv
 from vpprl.training.evaluation import rollout
@@ -304,19 +304,32 @@ def test_negative_penalty_refused_by_every_env_view():
 
 
 # ----- start days -------------------------------------------------------------------------------------------
-def test_start_day_beyond_the_data_is_refused_and_random_days_stay_inside():
+def test_start_days_keep_every_home_inside_the_data():
+    """Ten days of measured (not cyclic) data whose base load counts the rows, two-day episodes, homes
+    shifted by up to 2 days and +-45 min: a start day outside [1, 5] is refused (the days before 1 would make
+    a home read before the first row, after 5 past the last), random starts stay inside, and every home reads
+    consecutive rows, never the data's start spliced onto its end."""
     from vpprl.data.profiles import G, H, Profiles
 
     rows = 96 * 10  # ten days at 15 min
     home = np.zeros((rows, 1, len(H)), np.float32)
+    home[:, 0, H["base_load_kw"]] = np.arange(rows)
     grid = np.zeros((rows, len(G)))
     grid[:, G["price_import"]] = 0.2
     p = Profiles(900, home, grid, "2024-01-01", ("a",))
-    with pytest.raises(ValueError, match=r"ScenarioConfig.start_day must be a whole day in \[0, 8\]"):
-        VppEnv(profiles=p, task="price_arbitrage", num_homes=2, start_day=9, episode_hours=48.0)
-    env = VppEnv(profiles=p, task="price_arbitrage", num_homes=2, episode_hours=48.0)
-    starts = {env.reset(seed=s)[1]["start_seconds"] // 86400 for s in range(60)}
-    assert starts <= set(range(9)) and len(starts) > 5  # days 0..8: a 2-day episode ends by day 10
+    fleet = FleetConfig(num_homes=30, seed=0, max_day_shift=2, time_jitter_minutes=45.0, load_scale_sigma=0.0)
+    with pytest.raises(ValueError, match=r"ScenarioConfig.start_day must be a whole day in \[1, 5\]"):
+        VppEnv(profiles=p, task="price_arbitrage", fleet=fleet, start_day=6, episode_hours=48.0)
+    env = VppEnv(profiles=p, task="price_arbitrage", fleet=fleet, episode_hours=48.0)
+    starts = set()
+    for seed in range(40):
+        starts.add(env.reset(seed=seed)[1]["start_seconds"] // 86400)
+        read = [env.fleet.base_load_kw.copy()]
+        for _ in range(env.episode_steps - 1):
+            env.step(np.zeros(env.action_space.shape, np.float32))
+            read.append(env.fleet.base_load_kw.copy())
+        assert np.all(np.diff(np.array(read), axis=0) == 1.0)  # one row on per step: no wrap
+    assert starts == set(range(1, 6))
 
 
 def test_unmapped_devices_and_columns_are_refused_not_dropped(dataset_copy):

@@ -54,7 +54,8 @@ def _constant_weather(temp_c: float, ghi_w_m2: float, days: int = 4):
     grid[:, G["outdoor_temp_c"]] = temp_c
     grid[:, G["ghi_w_m2"]] = ghi_w_m2
     grid[:, G["price_import"]] = 0.2
-    return Profiles(900, np.zeros((rows, 1, len(H)), np.float32), grid, "2024-01-01", ("const",))
+    return Profiles(900, np.zeros((rows, 1, len(H)), np.float32), grid, "2024-01-01", ("const",),
+                 extra={"cyclic": True})
 
 
 @pytest.mark.parametrize(("temp_c", "ghi"), [(-12.0, 0.0), (38.0, 900.0)])

@@ -150,7 +150,8 @@ def test_a_home_left_to_drift_never_gains_terminal_value_when_the_mode_changes()
     grid[:, G["outdoor_temp_c"]] = 38.0
     grid[0, G["outdoor_temp_c"]] = 0.0  # heating mode in the first step only
     grid[:, G["price_import"]] = 0.2
-    p = Profiles(900, np.zeros((rows, 1, len(H)), np.float32), grid, "2024-01-01", ("const",))
+    p = Profiles(900, np.zeros((rows, 1, len(H)), np.float32), grid, "2024-01-01", ("const",),
+                 extra={"cyclic": True})
     env = VppEnv(profiles=p, task="price_arbitrage", fleet=FleetConfig(num_homes=20, seed=0, ownership=Ownership(
         0, 0, 0, 0, 1.0, 0)), episode_hours=24.0, start_day=0)
     env.reset(seed=0)
