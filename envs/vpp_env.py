@@ -202,7 +202,8 @@ class VppEnv(gym.Env):
     def advance(self, setpoints_kw: np.ndarray) -> tuple[np.ndarray, bool, dict]:
         """Simulate one step without building an observation: (per-home reward, truncated, info).
         Shared by the centralized, multi-agent and PettingZoo views."""
-        heating = self.fleet.thermostat.heating.copy()  # the heat-pump mode of the step about to be simulated
+        # the heat-pump mode of the step about to be simulated (only the terminal value needs it)
+        heating = self.fleet.thermostat.heating.copy() if self._stored_prev is not None else None
         outcome = self.fleet.apply(setpoints_kw)
         self._steps += 1
         truncated = self._steps >= self.episode_steps
