@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.profiles import G
+from ..envs.devices.battery import linear_battery
 from ..envs.devices.thermostat import cop_cooling, cop_heating
 from ..envs.fleet import BATTERY, EV, FLEX, NUM_DEVICE_CLASSES, PV, THERMOSTAT, WATER_HEATER, Fleet
 from ..envs.scenario import CostWeights
@@ -98,14 +99,18 @@ def plan_fleet(fleet: Fleet, tasks: list[Task], weights: CostWeights, inputs: li
     b = lay.battery
     f64 = lambda a: np.asarray(a, dtype=np.float64)
     cap = f64(b.capacity_kwh)
-    bc = lp.var((T, n), 0.0, f64(b.max_charge_kw), cost=f64(b.degradation_cost_per_kwh) * dt)
-    bd = lp.var((T, n), 0.0, f64(b.max_discharge_kw), cost=f64(b.degradation_cost_per_kwh) * dt)
+    lb = linear_battery(b, dt)
+    bc = lp.var((T, n), 0.0, lb.max_charge_kw, cost=f64(b.degradation_cost_per_kwh) * dt)
+    bd = lp.var((T, n), 0.0, lb.max_discharge_kw, cost=f64(b.degradation_cost_per_kwh) * dt)
     # index 0 is the measured state: fixed by equality, not bounded (float32 telemetry may sit a
     # rounding error outside the limits)
     be = lp.var((T + 1, n), np.vstack([np.full((1, n), -np.inf), np.broadcast_to(f64(b.soc_min) * cap, (T, n))]),
                 np.vstack([np.full((1, n), np.inf), np.broadcast_to(f64(b.soc_max) * cap, (T, n))]))
     lp.eq([(1.0, be[0])], state.battery_kwh)
-    lp.eq([(1.0, be[1:]), (-1.0, be[:-1]), (-f64(b.charge_efficiency) * dt, bc), (dt / f64(b.discharge_efficiency), bd)])
+    # E' = keep * (E + eta_c c dt - d dt / eta_d): the standby loss acts on the energy after the step's flow
+    keep = lb.keep_per_step
+    lp.eq([(1.0, be[1:]), (-keep, be[:-1]), (-keep * lb.charge_efficiency * dt, bc),
+           (keep * dt / lb.discharge_efficiency, bd)])
     reserve = lp.var((T, n), 0.0, np.inf, cost=weights.battery_reserve_kwh_h * dt)
     lp.le([(-1.0, reserve), (-1.0, be[1:])], -f64(b.reserve_soc) * cap)
     net_terms += [(1.0, bc), (-1.0, bd)]

@@ -8,7 +8,14 @@ Every value read is checked: a missing file or column, a NaN or a value outside 
 or a file shorter than the schema's simulation window stops the load with an error that names the
 file, the column and the CSV line. Rows beyond the window are not part of the simulation (as in
 CityLearn). Devices and columns vpprl does not map are refused (``citylearn_audit``), with two
-documented exceptions listed in ``notes``. The one documented fill: a connected EV row with no
+documented exceptions listed in ``notes``.
+
+What is mapped, as CityLearn's plain ``Building`` simulates it: non-shiftable load; cooling, heating and
+hot-water demand served in full by the building's ``cooling_device``/``heating_device``/``dhw_device``
+(electric load = demand / COP, CityLearn's Carnot-times-efficiency heat pump or its electric heater), a
+fixed load since such a building has no freedom over it; PV; the battery with CityLearn's curves, depth of
+discharge, standby loss and capacity fade; the first EV charger. Refused: thermal storage tanks, dynamics
+buildings (indoor temperature under control, setpoints, occupancy) and outages. The one documented fill: a connected EV row with no
 departure time gets the hours until the charger state leaves 1 (the bundled 2022 data has such rows);
 the count is in ``notes``.
 """
@@ -29,8 +36,24 @@ from .profiles import GRID_CHANNELS, HOME_CHANNELS, H, Profiles
 
 log = logging.getLogger(__name__)
 
-#: Water heated from mains (10 degC) to 50 degC: litres of hot water per kWh of DHW thermal demand.
-LITRES_PER_KWH_DHW = 3600.0 / (4.186 * 40.0)
+#: CityLearn's battery curves as its 2021/2022 challenge schemas publish them; CityLearn 3 draws random
+#: curves when a schema has none, which no second simulator can reproduce, so vpprl uses these then.
+DEFAULT_POWER_CURVE = ((0.0, 1.0), (0.8, 1.0), (1.0, 0.2))
+DEFAULT_EFFICIENCY_CURVE = ((0.0, 0.83), (0.3, 0.83), (0.7, 0.9), (0.8, 0.9), (1.0, 0.85))
+#: CityLearn 3 draws an absent standby loss from U(0.001, 0.009) per hour and capacity fade from
+#: U(1e-5, 1e-4); vpprl uses each interval's midpoint then (listed in ``notes``).
+DEFAULT_STANDBY_LOSS_PER_H = 0.005
+DEFAULT_CAPACITY_LOSS_COEFFICIENT = 5.5e-5
+
+#: Thermal demand columns and the device key that serves each (CityLearn's Building meets them in full).
+THERMAL_DEMANDS = (("cooling_demand", "cooling_device"), ("heating_demand", "heating_device"),
+                   ("dhw_demand", "dhw_device"))
+#: midpoints of the ranges CityLearn 3 draws absent HVAC attributes from (each use listed in ``notes``)
+DEFAULT_HEAT_PUMP = {"efficiency": 0.25, "target_heating_temperature": 47.5, "target_cooling_temperature": 8.5}
+DEFAULT_HEATER_EFFICIENCY = 0.945
+HEAT_PUMP = "citylearn.energy_model.HeatPump"
+ELECTRIC_HEATER = "citylearn.energy_model.ElectricHeater"
+
 EV_CONNECTED_STATE = 1  # CityLearn charger state: 1 = an EV is plugged in
 
 
@@ -42,6 +65,12 @@ class BuildingSpec:
     battery_kwh: float = 0.0
     battery_kw: float = 0.0
     battery_efficiency: float = 0.9
+    battery_depth_of_discharge: float = 1.0
+    battery_initial_soc: float = 0.0
+    battery_standby_loss_per_h: float = 0.0
+    battery_capacity_loss_coefficient: float = 0.0
+    battery_power_curve: tuple[tuple[float, float], ...] = ((0.0, 1.0), (1.0, 1.0))  # (SoC, fraction of kW)
+    battery_efficiency_curve: tuple[tuple[float, float], ...] = ((0.0, 0.9), (1.0, 0.9))  # (kW fraction, eff.)
     pv_kwp: float = 0.0
     charger_kw: float = 0.0
     charger_discharge_kw: float = 0.0
@@ -135,6 +164,96 @@ def _attribute(attrs: dict, key: str, default: float, lo: float, hi: float, wher
     if not lo <= value <= hi:
         raise ValueError(f"schema.json: {where}.{key} must be in [{lo}, {hi}], got {value!r}")
     return value
+
+
+def _curve(attrs: dict, key: str, default: tuple, y_range: tuple[float, float], where: str,
+           notes: list[str]) -> tuple[tuple[float, float], ...]:
+    """A CityLearn curve [[x, y], ...]: x rising from 0 to 1, y in ``y_range``; the default (noted) if absent."""
+    value = attrs.get(key)
+    if value is None:
+        notes.append(f"{where}.{key} absent: CityLearn 3 would draw a random curve; vpprl uses {list(map(list, default))}")
+        return default
+    try:
+        points = tuple((float(x), float(y)) for x, y in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"schema.json: {where}.{key} must be a list of [x, y] pairs, got {value!r}") from None
+    xs = [x for x, _ in points]
+    if len(points) < 2 or xs[0] != 0.0 or xs[-1] != 1.0 or any(b <= a for a, b in zip(xs, xs[1:])):
+        raise ValueError(f"schema.json: {where}.{key} needs x rising strictly from 0 to 1 (at least 2 points), "
+                         f"got x = {xs}")
+    bad = [y for _, y in points if not (np.isfinite(y) and y_range[0] <= y <= y_range[1])]
+    if bad:
+        raise ValueError(f"schema.json: {where}.{key} values must be in [{y_range[0]}, {y_range[1]}], got {bad[0]!r}")
+    return points
+
+
+def _battery(storage: dict, where: str, notes: list[str]) -> dict:
+    """BuildingSpec fields of a CityLearn ``electrical_storage`` (attributes as CityLearn's Battery reads them)."""
+    attrs = storage.get("attributes") or {}
+    out = {"battery_kwh": _attribute(attrs, "capacity", 0.0, 0.0, 1e5, where),
+           "battery_kw": _attribute(attrs, "nominal_power", 0.0, 0.0, 1e5, where),
+           "battery_efficiency": _attribute(attrs, "efficiency", 0.9, 0.01, 1.0, where),
+           "battery_depth_of_discharge": _attribute(attrs, "depth_of_discharge", 1.0, 0.0, 1.0, where)}
+    if not out["battery_kwh"]:
+        return out
+    out["battery_initial_soc"] = _attribute(attrs, "initial_soc", 1.0 - out["battery_depth_of_discharge"], 0.0, 1.0,
+                                            where)
+    for key, field_name, default in (("loss_coefficient", "battery_standby_loss_per_h", DEFAULT_STANDBY_LOSS_PER_H),
+                                     ("capacity_loss_coefficient", "battery_capacity_loss_coefficient",
+                                      DEFAULT_CAPACITY_LOSS_COEFFICIENT)):
+        if attrs.get(key) is None:
+            notes.append(f"{where}.{key} absent: CityLearn 3 would draw it at random; vpprl uses {default}")
+        out[field_name] = _attribute(attrs, key, default, 0.0, 1.0, where)
+    out["battery_power_curve"] = _curve(attrs, "capacity_power_curve", DEFAULT_POWER_CURVE, (0.0, 1.0), where, notes)
+    out["battery_efficiency_curve"] = _curve(attrs, "power_efficiency_curve", DEFAULT_EFFICIENCY_CURVE, (0.01, 1.0),
+                                             where, notes)
+    return out
+
+
+def _device_cop(device: dict, heating: bool, t_out: np.ndarray, where: str, notes: list[str]) -> np.ndarray:
+    """Electric kW per kW of heat delivered (COP) of a CityLearn HVAC/DHW device at each outdoor temperature,
+    by CityLearn's own formulas: a heat pump's Carnot COP times its efficiency (set to 20 where < 0 or > 20),
+    an electric heater's efficiency."""
+    kind = device.get("type", "")
+    attrs = device.get("attributes") or {}
+
+    def attribute(key: str, default: float, lo: float, hi: float) -> float:
+        if attrs.get(key) is None:
+            notes.append(f"{where}.attributes.{key} absent: CityLearn 3 would draw it at random; vpprl uses {default}")
+        return _attribute(attrs, key, default, lo, hi, f"{where}.attributes")
+
+    if kind == ELECTRIC_HEATER:
+        if not heating:
+            raise ValueError(f"schema.json: {where} is an ElectricHeater, which cannot cool")
+        return np.full(len(t_out), attribute("efficiency", DEFAULT_HEATER_EFFICIENCY, 0.01, 1.0))
+    if kind != HEAT_PUMP:
+        raise ValueError(f"schema.json: {where}.type {kind!r} is not supported (vpprl maps {HEAT_PUMP} and "
+                         f"{ELECTRIC_HEATER})")
+    efficiency = attribute("efficiency", DEFAULT_HEAT_PUMP["efficiency"], 0.01, 1.0)
+    key = "target_heating_temperature" if heating else "target_cooling_temperature"
+    target = attribute(key, DEFAULT_HEAT_PUMP[key], -50.0, 100.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cop = efficiency * (target + 273.15) / ((target - t_out) if heating else (t_out - target))
+    return np.where((cop < 0) | (cop > 20) | ~np.isfinite(cop), 20.0, cop)
+
+
+def _thermal_load_kw(b: dict, name: str, sim: "_Table", t_out: np.ndarray, dt_h: float,
+                     notes: list[str]) -> np.ndarray:
+    """Electric kW of the building's cooling, heating and hot-water devices serving the data's demands in full
+    (CityLearn's Building without thermal storage has no freedom here: the load is fixed)."""
+    load = np.zeros(len(t_out))
+    for column, device_key in THERMAL_DEMANDS:
+        demand_kw = sim.column(column, 0.0, 1e5, unit=" kWh") / dt_h
+        if not demand_kw.any():
+            continue
+        device = b.get(device_key)
+        if not device:
+            raise ValueError(f"{sim.path.name}: column {column!r} holds demand but buildings.{name} has no "
+                             f"{device_key} to serve it (CityLearn would leave it unserved); add the device or "
+                             f"zero the column")
+        cop = _device_cop(device, column != "cooling_demand", t_out, f"buildings.{name}.{device_key}", notes)
+        load += demand_kw / cop
+    return load
 
 
 def _runs_end(connected: np.ndarray) -> np.ndarray:
@@ -248,14 +367,17 @@ def _load(root: Path, schema: dict, export_price: float) -> CityLearnDataset:
     carbon = _Table(root, first["carbon_intensity"], window, ["carbon_intensity"])
 
     notes: list[str] = []
+    dt_h = dt_s / 3600.0
+    t_out = weather.column("outdoor_dry_bulb_temperature", -90.0, 70.0, unit=" degC")
     home = np.zeros((n_rows, len(entries), len(HOME_CHANNELS)), dtype=np.float32)
     specs = []
     for k, (name, b) in enumerate(entries):
-        sim = _Table(root, b["energy_simulation"], window, ["non_shiftable_load", "solar_generation", "dhw_demand"])
-        home[:, k, H["base_load_kw"]] = sim.column("non_shiftable_load", 0.0, 1e5, unit=" kW")
-        home[:, k, H["pv_kw_per_kwp"]] = sim.column("solar_generation", 0.0, 2000.0, unit=" W/kW") / 1000.0
-        home[:, k, H["dhw_draw_l"]] = sim.column("dhw_demand", 0.0, 1e5, unit=" kWh") * LITRES_PER_KWH_DHW
+        sim = _Table(root, b["energy_simulation"], window, ["non_shiftable_load", "solar_generation", "dhw_demand",
+                                                            "cooling_demand", "heating_demand"])
         notes += audit_building(name, b, sim.df, sim.path.name)
+        home[:, k, H["base_load_kw"]] = (sim.column("non_shiftable_load", 0.0, 1e5, unit=" kWh") / dt_h
+                                         + _thermal_load_kw(b, name, sim, t_out, dt_h, notes))
+        home[:, k, H["pv_kw_per_kwp"]] = sim.column("solar_generation", 0.0, 2000.0, unit=" W/kW") / 1000.0
         chargers = b.get("chargers") or {}
         charger_kw = discharge_kw = 0.0
         charger_eff = 0.95
@@ -269,15 +391,12 @@ def _load(root: Path, schema: dict, export_price: float) -> CityLearnDataset:
             table = _Table(root, charger["charger_simulation"], window,
                            ["electric_vehicle_charger_state", "electric_vehicle_battery_capacity_khw", "current_soc",
                             "electric_vehicle_departure_time", "electric_vehicle_required_soc_departure"])
-            home[:, k, H["ev_connected"]: H["ev_target_soc"] + 1] = _ev_channels(table, dt_s / 3600.0, notes)
-        storage = (b.get("electrical_storage") or {}).get("attributes", {})
+            home[:, k, H["ev_connected"]: H["ev_target_soc"] + 1] = _ev_channels(table, dt_h, notes)
+        battery = _battery(b.get("electrical_storage") or {}, f"buildings.{name}.electrical_storage.attributes", notes)
         pv = (b.get("pv") or {}).get("attributes", {})
-        at = f"buildings.{name}.electrical_storage.attributes"
         specs.append(BuildingSpec(
             name=name,
-            battery_kwh=_attribute(storage, "capacity", 0.0, 0.0, 1e5, at),
-            battery_kw=_attribute(storage, "nominal_power", 0.0, 0.0, 1e5, at),
-            battery_efficiency=_attribute(storage, "efficiency", 0.9, 0.01, 1.0, at),
+            **battery,
             pv_kwp=_attribute(pv, "nominal_power", 0.0, 0.0, 1e5, f"buildings.{name}.pv.attributes"),
             charger_kw=charger_kw,
             charger_discharge_kw=discharge_kw,
@@ -285,7 +404,7 @@ def _load(root: Path, schema: dict, export_price: float) -> CityLearnDataset:
             charger_names=tuple(chargers),
         ))
     grid = np.zeros((n_rows, len(GRID_CHANNELS)))
-    grid[:, 0] = weather.column("outdoor_dry_bulb_temperature", -90.0, 70.0, unit=" degC")
+    grid[:, 0] = t_out
     # CityLearn gives diffuse + direct irradiance; their sum approximates GHI for solar gains.
     for c in ("diffuse_solar_irradiance", "direct_solar_irradiance"):
         grid[:, 1] += weather.column(c, 0.0, 2000.0, unit=" W/m2")

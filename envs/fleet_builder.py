@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data.citylearn import CityLearnDataset
 from ..data.profiles import Profiles
-from .devices import BatteryParams, EvChargerParams, FlexLoadParams, ThermostatParams, WaterHeaterParams
+from .devices import BatteryCurves, BatteryParams, EvChargerParams, FlexLoadParams, ThermostatParams, WaterHeaterParams
 from .devices.thermostat import cop_cooling, cop_heating
 from .fleet_config import FleetConfig
 
@@ -176,6 +176,10 @@ def build_citylearn_fleet(dataset: CityLearnDataset, config: FleetConfig | None 
     eff = np.sqrt(spec("battery_efficiency"))  # CityLearn's efficiency is round-trip
     layout.battery.charge_efficiency = np.where(cap > 0, eff, 0.95)
     layout.battery.discharge_efficiency = np.where(cap > 0, eff, 0.95)
+    layout.battery.soc_min = np.where(cap > 0, 1.0 - spec("battery_depth_of_discharge"), 0.0)
+    layout.battery.soc_max = np.ones(len(idx))
+    layout.battery.initial_soc = spec("battery_initial_soc")
+    layout.battery.curves = _citylearn_battery_curves([b[i] for i in idx])
     layout.pv_kwp = spec("pv_kwp")
     if not replicate:  # as published: the building's own PV output, no per-home losses
         layout.pv_derate = np.ones(len(idx))
@@ -184,3 +188,21 @@ def build_citylearn_fleet(dataset: CityLearnDataset, config: FleetConfig | None 
     layout.ev.efficiency = np.where(spec("charger_kw") > 0, spec("charger_efficiency"), 0.93)
     _cast(layout)
     return layout
+
+
+def _citylearn_battery_curves(buildings: list) -> BatteryCurves:
+    """CityLearn's battery model per home (curves padded to a common number of breakpoints by repeating
+    their last point, which leaves the interpolation unchanged)."""
+    def table(attr: str) -> tuple[np.ndarray, np.ndarray]:
+        curves = [getattr(b, attr) for b in buildings]
+        k = max(len(c) for c in curves)
+        padded = np.array([list(c) + [(1.0 + 1e-9 * (j + 1), c[-1][1]) for j in range(k - len(c))] for c in curves])
+        return padded[:, :, 0], padded[:, :, 1]
+
+    power_soc, power_frac = table("battery_power_curve")
+    efficiency_power, efficiency = table("battery_efficiency_curve")
+    value = lambda attr: np.array([getattr(b, attr) for b in buildings], dtype=float)
+    return BatteryCurves(nominal_kw=value("battery_kw"), power_soc=power_soc, power_frac=power_frac,
+                         efficiency_power=efficiency_power, efficiency=efficiency,
+                         standby_loss_per_h=value("battery_standby_loss_per_h"),
+                         capacity_loss_coefficient=value("battery_capacity_loss_coefficient"))

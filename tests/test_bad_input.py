@@ -135,7 +135,7 @@ def test_plain_and_gzip_copies_load_identically(dataset_copy):
     ("charger_1_1.csv", "current_soc", 3, 140.0,
      r"column 'current_soc' must be in \[0, 100\] %, got 140.0 at line 5"),
     ("Building_3.csv", "non_shiftable_load", 100, -0.4,
-     r"Building_3.csv: column 'non_shiftable_load' must be in \[0.0, 100000.0\] kW, got -0.4 at line 102"),
+     r"Building_3.csv: column 'non_shiftable_load' must be in \[0.0, 100000.0\] kWh, got -0.4 at line 102"),
     ("Building_3.csv", "solar_generation", 7, np.nan, r"Building_3.csv: column 'solar_generation' has 1 empty"),
     ("weather.csv", "outdoor_dry_bulb_temperature", 8759, np.nan,
      r"weather.csv: column 'outdoor_dry_bulb_temperature' has 1 empty .* line 8761"),
@@ -332,23 +332,64 @@ def test_start_days_keep_every_home_inside_the_data():
     assert starts == set(range(1, 6))
 
 
-def test_unmapped_devices_and_columns_are_refused_not_dropped(dataset_copy):
-    """Cooling demand (as large as the base load in a hot climate) or a heat-pump device in the schema
-    would once be dropped without a word; vpprl does not map them yet, so the load stops and names them.
-    The bundled data's two documented exceptions are listed in ``notes``."""
+def _edit_schema(root: Path, edit) -> None:
     import json
 
+    schema = json.loads((root / "schema.json").read_text())
+    edit(schema["buildings"])
+    (root / "schema.json").write_text(json.dumps(schema))
+
+
+def test_cooling_heating_and_hot_water_demand_are_served_by_the_buildings_devices(dataset_copy):
+    """Cooling demand (as large as the base load in a hot climate) was once dropped without a word. Served
+    by the building's heat pump it is electric load = demand / COP, CityLearn's COP: efficiency x Carnot,
+    20 where that is < 0 or > 20 (worked: 30 degC outdoors, 8 degC target, efficiency 0.3 -> 0.3 x 281.15 /
+    22 = 3.83386); hot water by an electric heater at its efficiency."""
+    before = load_citylearn(dataset_copy).profiles.home_channel("base_load_kw")[3].astype(float)
+    _edit(dataset_copy / "Building_4.csv", lambda df: df.assign(cooling_demand=1.5, dhw_demand=0.9))
+    with pytest.raises(ValueError, match=r"Building_4.csv: column 'cooling_demand' holds demand but "
+                                         r"buildings.Building_4 has no cooling_device"):
+        load_citylearn(dataset_copy)
+    _edit_schema(dataset_copy, lambda b: b["Building_4"].update(
+        cooling_device={"type": "citylearn.energy_model.HeatPump", "autosize": False,
+                        "attributes": {"nominal_power": 10.0, "efficiency": 0.3, "target_cooling_temperature": 8.0}},
+        dhw_device={"type": "citylearn.energy_model.ElectricHeater", "autosize": False,
+                    "attributes": {"nominal_power": 5.0, "efficiency": 0.9}}))
+    after = load_citylearn(dataset_copy).profiles.home_channel("base_load_kw")[3].astype(float)
+    t_out = pd.read_csv(dataset_copy / "weather.csv")["outdoor_dry_bulb_temperature"].to_numpy()[:len(after)]
+    cop = 0.3 * 281.15 / (t_out - 8.0)
+    cop[(cop < 0) | (cop > 20)] = 20.0
+    np.testing.assert_allclose(after - before, 1.5 / cop + 0.9 / 0.9, rtol=1e-5)
+    hot = int(np.argmin(np.abs(t_out - 30.0)))
+    if t_out[hot] == 30.0:
+        assert after[hot] - before[hot] == pytest.approx(1.5 / 3.83386 + 1.0, rel=1e-5)
+
+
+def test_unmapped_devices_and_columns_are_refused_not_dropped(dataset_copy):
+    """What vpprl does not map stops the load and is named; the bundled data's two documented exceptions
+    are listed in ``notes``."""
     notes = load_citylearn(dataset_copy).notes
     assert any("Building_1: washing machines are not simulated" in n for n in notes)
     assert any("Building_15: chargers ['charger_15_2'] are not simulated" in n for n in notes)
-    _edit(dataset_copy / "Building_4.csv", lambda df: df.assign(cooling_demand=1.5))
-    with pytest.raises(ValueError, match=r"Building_4.csv: column 'cooling_demand' holds data vpprl does not map"):
+    _edit(dataset_copy / "Building_4.csv", lambda df: df.assign(indoor_dry_bulb_temperature=21.0))
+    with pytest.raises(ValueError, match=r"Building_4.csv: column 'indoor_dry_bulb_temperature' holds data vpprl "
+                                         r"does not map"):
         load_citylearn(dataset_copy)
-    _edit(dataset_copy / "Building_4.csv", lambda df: df.assign(cooling_demand=0.0))
-    schema = json.loads((dataset_copy / "schema.json").read_text())
-    schema["buildings"]["Building_2"]["cooling_device"] = {"type": "citylearn.energy_model.HeatPump",
-                                                           "attributes": {"nominal_power": 4.0}}
-    (dataset_copy / "schema.json").write_text(json.dumps(schema))
-    with pytest.raises(ValueError, match=r"buildings.Building_2.cooling_device 'citylearn.energy_model.HeatPump' is "
-                                         r"not supported"):
+    _edit(dataset_copy / "Building_4.csv", lambda df: df.assign(indoor_dry_bulb_temperature=np.nan))
+    _edit_schema(dataset_copy, lambda b: b["Building_2"].update(
+        dhw_storage={"type": "citylearn.energy_model.StorageTank", "autosize": False, "attributes": {"capacity": 4}}))
+    with pytest.raises(ValueError, match=r"buildings.Building_2.dhw_storage \(a thermal storage tank\) is not "
+                                         r"supported"):
+        load_citylearn(dataset_copy)
+    _edit_schema(dataset_copy, lambda b: b["Building_2"].update(dhw_storage=None,
+                                                                type="citylearn.building.LSTMDynamicsBuilding"))
+    with pytest.raises(ValueError, match=r"buildings.Building_2.type 'citylearn.building.LSTMDynamicsBuilding'"):
+        load_citylearn(dataset_copy)
+    _edit_schema(dataset_copy, lambda b: b["Building_2"].update(type=None, heating_device={
+        "type": "citylearn.energy_model.HeatPump", "autosize": True, "attributes": {}}))
+    with pytest.raises(ValueError, match=r"buildings.Building_2.heating_device.autosize is true"):
+        load_citylearn(dataset_copy)
+    _edit_schema(dataset_copy, lambda b: b["Building_2"].update(heating_device={"type": "my.Boiler"}))
+    _edit(dataset_copy / "Building_2.csv", lambda df: df.assign(heating_demand=2.0))
+    with pytest.raises(ValueError, match=r"buildings.Building_2.heating_device.type 'my.Boiler' is not supported"):
         load_citylearn(dataset_copy)

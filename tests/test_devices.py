@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from vpprl.envs.devices import (
     Battery,
+    BatteryCurves,
     BatteryParams,
     EvCharger,
     EvChargerParams,
@@ -32,6 +33,51 @@ def arr(*v):
 def battery(cap=10.0, p=5.0, eta=0.95, reserve=0.2, dt_h=1.0):
     params = BatteryParams(arr(cap), arr(p), arr(p), arr(eta), arr(eta), arr(0.05), arr(0.95), arr(reserve), arr(0.02))
     return Battery(params, dt_h)
+
+
+def citylearn_battery(energy, loss_per_h=0.0, fade=0.0, dt_h=1.0):
+    """A 6.4 kWh / 5 kW battery with CityLearn's 2021-schema curves (as the 2022 homes carry)."""
+    one = lambda v: np.array([v], dtype=np.float64)
+    curves = BatteryCurves(nominal_kw=one(5.0), power_soc=arr(0.0, 0.8, 1.0)[None], power_frac=arr(1.0, 1.0, 0.2)[None],
+                           efficiency_power=arr(0, 0.3, 0.7, 0.8, 1)[None],
+                           efficiency=arr(0.83, 0.83, 0.9, 0.9, 0.85)[None],
+                           standby_loss_per_h=one(loss_per_h), capacity_loss_coefficient=one(fade))
+    params = BatteryParams(one(6.4), one(5.0), one(5.0), one(0.9 ** 0.5), one(0.9 ** 0.5), one(0.0), one(1.0),
+                           one(0.0), one(0.0), curves=curves)
+    b = Battery(params, dt_h)
+    b.energy_kwh = one(energy)
+    b.prepare()
+    return b
+
+
+class TestCityLearnBattery:
+    """CityLearn's battery model, worked by hand from its Battery.charge (citylearn 3.0.2 energy_model.py)."""
+
+    def test_full_power_from_empty_uses_the_efficiency_at_rated_power(self):
+        b = citylearn_battery(0.0)
+        assert b.step(arr(5.0))[0] == pytest.approx(5.0)
+        assert b.energy_kwh[0] == pytest.approx(5.0 * math.sqrt(0.85))  # eff(1.0) = 0.85, sqrt each way
+
+    def test_power_falls_with_soc_near_full(self):
+        b = citylearn_battery(6.4)  # SoC 1: capacity-power curve gives 0.2 x 5 kW
+        assert b.step(arr(-5.0))[0] == pytest.approx(-1.0)
+        assert b.energy_kwh[0] == pytest.approx(6.4 - 1.0 / math.sqrt(0.83))  # eff(0.2) = 0.83
+
+    def test_room_to_full_found_by_two_fixed_point_iterations(self):
+        # SoC 0.9375: limit 5 x (1 - 0.1375/0.2 x 0.8) = 2.25 kW; eff(0.45) = 0.85625 -> room 0.4 kWh gives
+        # 0.432274 kW; eff(0.0864548) = 0.83 -> 0.4 / sqrt(0.83) = 0.439057 kW, applied at sqrt(0.83): full
+        b = citylearn_battery(6.0)
+        assert b.p_max[0] == pytest.approx(0.4 / math.sqrt(0.83), rel=1e-6)
+        assert b.step(arr(5.0))[0] == pytest.approx(0.4 / math.sqrt(0.83), rel=1e-6)
+        assert b.energy_kwh[0] == pytest.approx(6.4)
+
+    def test_standby_loss_and_capacity_fade(self):
+        b = citylearn_battery(3.2, loss_per_h=0.01, dt_h=0.25)
+        b.step(arr(0.0))
+        assert b.energy_kwh[0] == pytest.approx(3.2 * (1 - 0.01 * 0.25))
+        b = citylearn_battery(0.0, fade=1e-3)
+        b.step(arr(5.0))  # 5 kWh AC through: capacity loses 1e-3 x 6.4 x 5 / (2 x 6.4) = 2.5e-3 kWh
+        assert b.degraded_capacity_kwh[0] == pytest.approx(6.4 - 2.5e-3)
 
 
 class TestBattery:

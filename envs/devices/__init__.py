@@ -1,7 +1,7 @@
 """Device physics as structs of arrays over the whole fleet (one object per device class)."""
 
 from .base import Device, StorageDevice, ThermalDevice, inverse_map_action, map_action
-from .battery import Battery, BatteryParams
+from .battery import Battery, BatteryCurves, BatteryParams
 from .ev_charger import EvCharger, EvChargerParams
 from .flex_load import FlexLoad, FlexLoadParams
 from .solar import Solar
@@ -13,6 +13,7 @@ DEVICE_CLASSES: tuple[str, ...] = ("battery", "ev", "pv", "water_heater", "therm
 __all__ = [
     "DEVICE_CLASSES",
     "Battery",
+    "BatteryCurves",
     "BatteryParams",
     "Device",
     "EvCharger",
