@@ -2,9 +2,8 @@
 
 Savings are measured on the env's own objective (the episode return in $, which the oracle
 maximises): ``oracle_savings_captured = (R_policy - R_no_control) / (R_oracle - R_no_control)``.
-``citylearn_score`` is the CityLearn 2022 challenge score on the episode (1/3 cost + 1/3 emissions +
-1/6 ramping + 1/6 (1 - load factor), each divided by no control's; lower is better, no control = 1),
-so results sit beside the field's published figures.
+``citylearn_score`` is the CityLearn 2022 challenge score on the episode, so results sit beside the field's
+published figures (see :func:`citylearn_score`; lower is better, no control = 1).
 """
 
 from __future__ import annotations
@@ -196,12 +195,19 @@ def add_comparisons(rows: list[dict]) -> None:
                 continue
             if best is not None and abs(best["return"] - base["return"]) > 1e-9:
                 r["oracle_savings_captured"] = (r["return"] - base["return"]) / (best["return"] - base["return"])
-            parts = []
-            for key, weight in (("energy_cost_adjusted", 1 / 3), ("emissions_kg", 1 / 3), ("ramping_kw", 1 / 6)):
-                parts.append(weight * r[key] / base[key] if base[key] else np.nan)
-            lf_base = 1.0 - base["load_factor"]
-            parts.append((1 / 6) * (1.0 - r["load_factor"]) / lf_base if lf_base else np.nan)
-            r["citylearn_score"] = float(np.sum(parts))
+            r["citylearn_score"] = citylearn_score(r, base)
+
+
+def citylearn_score(kpis: dict, baseline: dict) -> float:
+    """The CityLearn 2022 challenge score of an episode: (C + G + (R + L) / 2) / 3, each term the policy's
+    value over the baseline's (AIcrowd, "Update to Evaluation and Leaderboard", 2022; CityLearn 1.3's
+    ``evaluate``): C price cost clipped on the district net (``citylearn_cost``), G emissions clipped per home
+    and step (``emissions_kg``), R ramping sum of |change| of the district net (``ramping_kw``), L the mean
+    1 - load factor over 730-hour blocks (``one_minus_load_factor_730h``). The challenge's baseline is the
+    buildings without storage: here the no-control episode (devices under their own control)."""
+    keys = ("citylearn_cost", "emissions_kg", "ramping_kw", "one_minus_load_factor_730h")
+    c, g, r, lf = (kpis[k] / baseline[k] if baseline[k] else float("nan") for k in keys)
+    return float((c + g + (r + lf) / 2.0) / 3.0)
 
 
 def summarize(rows: list[dict], policies: list[str]) -> list[dict]:

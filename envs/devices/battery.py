@@ -194,7 +194,8 @@ class Battery(StorageDevice):
         energy = self.energy_kwh.astype(np.float64)
         limit, eta = self._curved_limit_and_efficiency(p_kw.astype(np.float64), self.energy_min_kwh)
         charging = p_kw >= 0
-        target = np.where(charging, np.minimum(energy + limit * dt * eta, self.degraded_capacity_kwh),
+        # the room was measured to the degraded capacity; the cap is the nominal one (CityLearn's _charge)
+        target = np.where(charging, np.minimum(energy + limit * dt * eta, self.params.capacity_kwh),
                           np.maximum(energy - limit * dt / np.maximum(eta, 1e-9), self.energy_min_kwh))
         delta = target - energy
         ac_kwh = np.where(delta >= 0, delta / np.maximum(eta, 1e-9), delta * eta)
