@@ -66,12 +66,16 @@ class Oracle(SetpointPolicy):
     """Perfect foresight over the rest of the episode, solved once at ``reset``."""
 
     name = "oracle"
+    sees_future = True
 
     def __init__(self, time_limit_s: float = 600.0) -> None:
         self.time_limit_s = time_limit_s
         self.plan: Plan | None = None
 
     def reset(self, env: VppEnv) -> None:
+        if not env.perfect_foresight:
+            raise ValueError("the oracle plans on the true future: call env.set_perfect_foresight(True) before "
+                             "env.reset(), so that its plan is replayed on the inputs it was made for")
         super().reset(env)
         f = env.fleet
         steps = env.episode_steps - f.t
@@ -125,8 +129,9 @@ class Mpc(SetpointPolicy):
         out = {k: np.mean([x[k] for x in days], axis=0)
                for k in ("base_load_kw", "pv_available_kw", "dhw_draw_l", "flex_baseline_kw")}
         grid = np.mean([x["grid"] for x in days], axis=0)
-        for key in ("price_import", "price_export", "carbon_kg_per_kwh"):  # the tariff is public
-            grid[G[key]] = truth["grid"][G[key]]
+        if f.forecaster.config.prices == "published":  # the tariff is public
+            for key in ("price_import", "price_export"):
+                grid[G[key]] = truth["grid"][G[key]]
         out["grid"] = grid
         ev = f.ev
         elapsed_h = (step - now) * f.dt_h

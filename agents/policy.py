@@ -23,6 +23,8 @@ class Policy(ABC):
     """``act(observation batch) -> action batch``, plus ``reset`` at each episode start."""
 
     name: str = "policy"
+    #: True only for the oracle: it must run on an env with perfect foresight (``VppEnv.set_perfect_foresight``)
+    sees_future: bool = False
 
     def reset(self, env: VppEnv) -> None:
         """Bind to ``env`` for a new episode (called after ``env.reset``)."""

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.profiles import G
 from ..envs.fleet import BATTERY, EV, FLEX, THERMOSTAT, WATER_HEATER
 from ..envs.tasks import DemandResponse, FrequencyRegulation, PeakShaving, PriceArbitrage
 from ..envs.tasks.base import check_ranges
@@ -82,7 +81,7 @@ class RuleBased(SetpointPolicy):
         """(peak now, cheap now, a peak starts within the pre-conditioning window)."""
         f = self.env.fleet
         stride = max(1, self._day_steps // 96)  # sample the next day at <= 96 points
-        prices = f.grid_at_steps(f.t + np.arange(0, self._day_steps, stride))[:, G["price_import"]]
+        prices = f.price_outlook(np.arange(0, self._day_steps, stride))
         hi = np.quantile(prices, self.config.peak_quantile)
         lo = np.quantile(prices, self.config.cheap_quantile)
         p_min, p_max = prices.min(), prices.max()

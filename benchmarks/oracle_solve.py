@@ -29,6 +29,7 @@ def main() -> None:
     for task in args.tasks:
         for n in args.homes:
             env = VppEnv(task=task, num_homes=n, seed=0, start_day=20, episode_hours=24.0, dt_s=900)
+            env.set_perfect_foresight(True)
             env.reset(seed=0)
             oracle = Oracle()
             t0 = time.perf_counter()

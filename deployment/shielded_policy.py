@@ -17,6 +17,7 @@ class ShieldedPolicy(SetpointPolicy):
         self.inner = inner
         self.shield = shield or Shield()
         self.name = inner.name
+        self.sees_future = inner.sees_future
         self._obs: np.ndarray | None = None
         self.interventions: dict[str, float] = {}
 

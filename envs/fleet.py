@@ -5,6 +5,10 @@ device axis are then row additions. Policies see home-major actions and observat
 A step is split in three so the shield (and the dispatch loop) can sit in the middle:
 ``begin_step()`` reads the exogenous inputs and updates sessions/draws, ``setpoints_from_action``
 turns a default-relative action into kW setpoints, ``apply`` runs the physics and the costs.
+Between ``begin_step`` and the action, the fleet holds what a dispatcher believes about the step
+(forecast load, PV, draw and weather; see ``envs.forecast``): observations, rules and MPC read that.
+``setpoints_from_action`` (or ``apply``) reveals the truth: the action is executed relative to each
+device's own control under the true conditions, and the shield and the physics run on them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .devices import (
     map_action,
 )
 from .fleet_builder import DTYPE, FleetLayout
+from .forecast import Forecaster
 
 NUM_DEVICE_CLASSES = len(DEVICE_CLASSES)
 BATTERY, EV, PV, WATER_HEATER, THERMOSTAT, FLEX = range(NUM_DEVICE_CLASSES)
@@ -62,7 +67,7 @@ class StepOutcome:
 class Fleet:
     """N homes sharing K profiles; see the module docstring for the step protocol."""
 
-    def __init__(self, profiles: Profiles, layout: FleetLayout, dt_s: int) -> None:
+    def __init__(self, profiles: Profiles, layout: FleetLayout, dt_s: int, forecaster: Forecaster | None = None) -> None:
         self.profiles = for_resolution(profiles, dt_s)
         self.layout = layout
         self.dt_s = int(dt_s)
@@ -95,6 +100,11 @@ class Fleet:
         self._ev_unmet = np.zeros(self.n, DTYPE)
         self._ev_required_departed = 0.0
         self.last_outcome: StepOutcome | None = None
+        self.forecaster = forecaster or Forecaster()
+        self.steps_per_day = max(1, round(86400 / self.dt_s))
+        self._truth: tuple[np.ndarray, np.ndarray] | None = None
+        self._previous: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
+        self._believed = False
 
     @property
     def devices(self) -> tuple:
@@ -119,6 +129,7 @@ class Fleet:
             device.reset(rng)
         self.net_kw = np.zeros(self.n, DTYPE)
         self.action_stats = ActionStats()
+        self._previous = None
         self.begin_step(episode_start=True)
 
     # ----- step protocol ----------------------------------------------------------------------
@@ -164,22 +175,77 @@ class Fleet:
             "grid": grid,
         }
 
+    def price_outlook(self, steps_ahead: np.ndarray) -> np.ndarray:
+        """Import prices the dispatcher expects ``steps_ahead`` (>= 0) steps from now: the tariff itself when
+        it is published ahead, else the forecaster's method from past prices only (``persistence``: the last
+        completed step's; ``seasonal_naive``: the same time on the latest day already past)."""
+        ahead = np.asarray(steps_ahead, dtype=np.int64)
+        method = self.forecaster.config.prices
+        if method == "published":
+            steps = self.t + ahead
+        elif method == "persistence":
+            steps = np.full_like(ahead, self.t - 1)
+        else:
+            day = self.steps_per_day
+            steps = self.t + ahead - day * ((ahead + day) // day)
+        return self.grid_at_steps(steps)[..., G["price_import"]]
+
+    def mean_price(self) -> float:
+        """The typical import price a dispatcher knows: the published tariff's mean over the data, or the mean
+        of the past week's prices."""
+        if self.forecaster.config.prices == "published":
+            return float(self.profiles.grid_channel("price_import").mean())
+        return float(self.grid_at_steps(self.t - 1 - np.arange(7 * self.steps_per_day))[:, G["price_import"]].mean())
+
+    def set_forecaster(self, forecaster: Forecaster) -> None:
+        """Use another forecaster from the next step on (e.g. perfect foresight for the oracle)."""
+        self.forecaster = forecaster
+
     def begin_step(self, episode_start: bool = False) -> None:
-        """Read this step's exogenous inputs (profiles, weather) and update sessions and draws."""
+        """Read this step's inputs and set up the decision: EV sessions (known at the step start) and the
+        flexible load schedule from the data; load, PV, hot-water draw and weather as the forecaster
+        believes them (see ``envs.forecast``). ``apply`` reveals the truth before the physics runs."""
         p = self.profiles
-        ch, self.grid = self.exogenous(self.t)
-        self.base_load_kw = self.layout.load_scale * ch[H["base_load_kw"]]
-        self.pv.update(ch[H["pv_kw_per_kwp"]])
+        truth = self.exogenous(self.t)
+        ch = truth[0]
         elapsed_h = (self.seconds % p.dt_s) / 3600.0
         self._ev_unmet, departed = self.ev.update_sessions(
             ch[H["ev_connected"]], ch[H["ev_hours_to_departure"]] - elapsed_h, ch[H["ev_capacity_kwh"]],
             ch[H["ev_arrival_soc"]], ch[H["ev_target_soc"]], episode_start)
         self._ev_required_departed = float(self.ev.required_kwh[departed].sum()) if departed.any() else 0.0
-        self.thermostat.update(float(self.grid[G["outdoor_temp_c"]]), float(self.grid[G["ghi_w_m2"]]))
-        self.water_heater.update(self._draw_scale * ch[H["dhw_draw_l"]])
         self.flex.update(ch[H["flex_load_kw"]])
+        belief = self.forecaster.believe(self._past, self.t, self.steps_per_day, truth)
+        self._truth, self._believed = truth, belief is not truth
+        self._previous = (self.t, truth)
+        self._set_inputs(*belief)
         for device in self.devices:
             device.prepare()
+        self._ranges = None
+        self.action_ranges()
+
+    def _past(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """True inputs of an earlier step (the last one is kept from its own step)."""
+        if self._previous is not None and self._previous[0] == step:
+            return self._previous[1]
+        return self.exogenous(step)
+
+    def _set_inputs(self, ch: np.ndarray, grid: np.ndarray) -> None:
+        """Load, PV, weather and hot-water draw of this step into the fleet and its devices."""
+        self.grid = grid
+        self.base_load_kw = self.layout.load_scale * ch[H["base_load_kw"]]
+        self.pv.update(ch[H["pv_kw_per_kwp"]])
+        self.thermostat.update(float(grid[G["outdoor_temp_c"]]), float(grid[G["ghi_w_m2"]]))
+        self.water_heater.update(self._draw_scale * ch[H["dhw_draw_l"]])
+
+    def reveal(self) -> None:
+        """Replace this step's believed inputs by the true ones (the physics and the tasks' baselines
+        run on the truth)."""
+        if not self._believed:
+            return
+        self._set_inputs(*self._truth)
+        for device in (self.pv, self.water_heater, self.thermostat):
+            device.prepare()
+        self._believed = False
         self._ranges = None
         self.action_ranges()
 
@@ -236,7 +302,11 @@ class Fleet:
         return a
 
     def setpoints_from_action(self, action: np.ndarray) -> np.ndarray:
-        """(D, N) kW setpoints from a home-major default-relative action (see devices.base)."""
+        """(D, N) kW setpoints from a home-major default-relative action (see devices.base).
+
+        Executed where the devices are: relative to each device's own control under the step's true
+        conditions (the policy decided on beliefs; action 0 leaves a device to its own control)."""
+        self.reveal()
         lo, de, hi = self.action_ranges()
         a = self.sanitize_action(action)
         for j in range(NUM_DEVICE_CLASSES):  # row by row: (N,) temporaries stay in cache
@@ -253,6 +323,7 @@ class Fleet:
         sp = np.asarray(setpoints_kw, dtype=DTYPE)
         if sp.shape != (NUM_DEVICE_CLASSES, self.n):
             raise ValueError(f"setpoints_kw must have shape (D, N) = ({NUM_DEVICE_CLASSES}, {self.n}), got {sp.shape}")
+        self.reveal()
         default = self.action_ranges()[1]
         if not np.isfinite(sp.sum()):
             sp = np.where(np.isfinite(sp), sp, default)

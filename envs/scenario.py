@@ -11,6 +11,7 @@ from ..data.profiles import Profiles
 from .fleet import COST_NAMES, Fleet
 from .fleet_builder import build_citylearn_fleet, build_fleet
 from .fleet_config import FleetConfig
+from .forecast import Forecaster, ForecastConfig
 from .tasks import TASKS, Task, make_task
 
 
@@ -47,6 +48,8 @@ class ScenarioConfig:
     :param dataset: a CityLearn-format dataset directory, or None for the default scenario.
     :param citylearn_replicate: with a dataset, sample ``fleet.num_homes`` homes from its buildings
         (True) or use exactly one home per building as published (False).
+    :param forecast: how inputs of the step being decided are forecast for everything that decides
+        (observations, rules, MPC, shield); see ``envs.forecast``. The oracle needs ``ForecastConfig.perfect()``.
     """
 
     fleet: FleetConfig = field(default_factory=FleetConfig)
@@ -58,12 +61,15 @@ class ScenarioConfig:
     citylearn_replicate: bool = False
     num_profiles: int = 64
     cost_weights: CostWeights = field(default_factory=CostWeights)
+    forecast: ForecastConfig = field(default_factory=ForecastConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.fleet, dict):
             self.fleet = FleetConfig(**self.fleet)
         if isinstance(self.cost_weights, dict):
             self.cost_weights = CostWeights(**self.cost_weights)
+        if isinstance(self.forecast, dict):
+            self.forecast = ForecastConfig(**self.forecast)
         if not isinstance(self.dt_s, int) or not 1 <= self.dt_s <= 86400:
             raise ValueError(f"ScenarioConfig.dt_s must be an integer in [1, 86400] seconds, got {self.dt_s!r}")
         if not self.dt_s / 3600.0 <= self.episode_hours <= 24.0 * 366:
@@ -104,6 +110,6 @@ def load_profiles(config: ScenarioConfig, profiles: Profiles | None = None):
 def build_scenario(config: ScenarioConfig, profiles: Profiles | None = None) -> tuple[Fleet, list[Task]]:
     """Construct the fleet simulator and the task objects of a scenario (on ``profiles`` if given)."""
     profiles, layout = load_profiles(config, profiles)
-    fleet = Fleet(profiles, layout, config.dt_s)
+    fleet = Fleet(profiles, layout, config.dt_s, Forecaster(config.forecast))
     tasks = [make_task(name, **(params or {})) for name, params in config.tasks.items()]
     return fleet, tasks

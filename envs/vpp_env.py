@@ -24,6 +24,7 @@ from ..data.profiles import Profiles
 from .devices import DEVICE_CLASSES
 from .fleet import COST_NAMES, NUM_DEVICE_CLASSES, StepOutcome
 from .fleet_config import FleetConfig
+from .forecast import Forecaster, ForecastConfig
 from .kpis import KpiTracker
 from .observation import BASE_GLOBAL_FEATURES, HOME_FEATURES, ObservationBuilder
 from .scenario import ScenarioConfig, build_scenario
@@ -134,6 +135,16 @@ class VppEnv(gym.Env):
         """Fix the first day of the following episodes (None: a random day at each reset)."""
         self.check_start_day("start_day", day)
         self.config.start_day = day
+
+    def set_perfect_foresight(self, perfect: bool) -> None:
+        """From the next reset on, decide with the true inputs of each step (the oracle's view) or with the
+        scenario's forecasts (everyone else)."""
+        config = ForecastConfig.perfect() if perfect else self.config.forecast
+        self.fleet.set_forecaster(Forecaster(config))
+
+    @property
+    def perfect_foresight(self) -> bool:
+        return self.fleet.forecaster.config.is_perfect
 
     # ----- Gymnasium API ----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):

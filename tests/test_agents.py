@@ -16,6 +16,7 @@ from vpprl.envs.terminal import stored_energy_kwh, stored_energy_parts
 
 
 def rollout(policy, env: VppEnv, seed: int = 1) -> tuple[float, dict]:
+    env.set_perfect_foresight(policy.sees_future)
     obs, _ = env.reset(seed=seed)
     policy.reset(env)
     total, info = 0.0, {}
@@ -44,6 +45,7 @@ class TestOracle:
         """Charge c at 0.1, discharge d = 2 kW at 0.5 (covering the load), c = d / 0.95^2; with 2 c/kWh
         wear and the end-of-episode storage valued at 0.1 * 0.95 $/kWh the cost is 1 - 2 * 0.347036."""
         env = battery_only_env()
+        env.set_perfect_foresight(True)
         env.reset(seed=0)
         env.fleet.battery.energy_kwh[:] = 0.5  # start empty (soc_min) ...
         env.fleet.battery.prepare()
@@ -129,6 +131,7 @@ def test_oracle_objective_is_the_env_return_when_the_heat_pump_mode_changes():
                  extra={"cyclic": True})
     env = VppEnv(profiles=p, task="price_arbitrage", fleet=FleetConfig(num_homes=6, seed=0, ownership=Ownership(
         0, 0, 0, 0, 1.0, 0)), episode_hours=24.0, start_day=0)
+    env.set_perfect_foresight(True)
     env.reset(seed=0)
     oracle, total, info = _replay_oracle(env)
     assert info["kpis"]["terminal_value"] != 0.0
@@ -140,6 +143,7 @@ def test_oracle_objective_is_the_env_return_with_partial_ev_steps():
     limits scale with the share of the step plugged in, as the env's do, so the plan replays exactly."""
     env = VppEnv(task="price_arbitrage", fleet=FleetConfig(num_homes=15, seed=1, ownership=Ownership(
         0.5, 1.0, 0.5, 0.5, 0.5, 0)), dt_s=3600, episode_hours=48.0, start_day=30)
+    env.set_perfect_foresight(True)
     env.reset(seed=0)
     assert np.any((env.fleet.profiles.home_channel("ev_connected") > 0)
                   & (env.fleet.profiles.home_channel("ev_connected") < 1))  # partial steps exist

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from vpprl.data.default_scenario import default_profiles
 from vpprl.envs import Fleet, FleetConfig, ScenarioConfig, VppEnv, build_fleet
+from vpprl.envs.forecast import Forecaster, ForecastConfig
 from vpprl.envs.fleet import BATTERY, EV, NUM_DEVICE_CLASSES, PV
 from vpprl.envs.fleet_config import Ownership
 
@@ -33,7 +34,9 @@ def test_metered_net_load_is_the_power_the_devices_states_imply():
 
     p = default_profiles()
     own = Ownership(battery=1.0, ev=1.0, pv=1.0, water_heater=0.0, thermostat=1.0, flex_load=0.0)
-    fleet = Fleet(p, build_fleet(FleetConfig(num_homes=200, seed=0, ownership=own), p), 900)
+    # perfect foresight: the inputs read before the step are the ones the physics runs on
+    fleet = Fleet(p, build_fleet(FleetConfig(num_homes=200, seed=0, ownership=own), p), 900,
+                  Forecaster(ForecastConfig.perfect()))
     fleet.reset(np.random.default_rng(3), start_s=30 * 86400)  # January: heating
     rng = np.random.default_rng(3)
     lay, dt = fleet.layout, 0.25

@@ -240,6 +240,7 @@ def test_feeder_and_service_limits_are_met_jointly_and_minimally(seed):
     for _ in range(48):  # to midday: PV up, EVs mostly away
         env.step(np.zeros(env.action_space.shape))
     f = env.fleet
+    f.reveal()  # the shield runs on the step's true conditions, as inside env.step
     rng = np.random.default_rng(seed)
     lo, hi, _ = Shield().safe_bounds(f)
     x = np.where(rng.random(lo.shape) < 0.5, lo, hi) + rng.normal(0, 2, lo.shape)

@@ -155,6 +155,7 @@ def test_a_home_left_to_drift_never_gains_terminal_value_when_the_mode_changes()
     env = VppEnv(profiles=p, task="price_arbitrage", fleet=FleetConfig(num_homes=20, seed=0, ownership=Ownership(
         0, 0, 0, 0, 1.0, 0)), episode_hours=24.0, start_day=0)
     env.reset(seed=0)
+    env.fleet.reveal()  # the mode of the step as the physics runs it
     assert env.fleet.thermostat.heating.all()
     off = np.zeros((20, 6), np.float32)
     off[:, 4] = -1.0  # heat pumps off

@@ -145,6 +145,7 @@ def make_env(cfg: EvaluateConfig, start_days_field: str = "start_days") -> VppEn
 def rollout(env: VppEnv, policy: Policy, seed: int, start_day: int | None) -> tuple[dict, dict]:
     """One episode: (KPI row, per-step trace for plots). ``start_day`` None keeps the env's choice."""
     env.set_start_day(start_day)
+    env.set_perfect_foresight(policy.sees_future)
     obs, _ = env.reset(seed=seed)
     t0 = time.perf_counter()
     policy.reset(env)

@@ -25,18 +25,17 @@ class PriceArbitrage(Task):
 
     def reset(self, fleet: Fleet, episode_steps: int, rng: np.random.Generator) -> None:
         super().reset(fleet, episode_steps, rng)
-        self._mean_price = float(fleet.profiles.grid_channel("price_import").mean()) * self.price_scale
+        self._mean_price = fleet.mean_price() * self.price_scale
 
     def observation(self, fleet: Fleet) -> np.ndarray:
-        # price one hour ahead: TOU schedules are public, so this is not a leak of the future
-        p = fleet.profiles
-        ahead = (fleet.row + max(1, 3600 // p.dt_s)) % p.num_rows
-        window = max(1, 12 * 3600 // p.dt_s)
-        rows = (fleet.row + np.arange(window)) % p.num_rows
-        outlook = p.grid[rows, G["price_import"]] * self.price_scale
-        to_max_h = float(np.argmax(outlook)) * p.dt_s / 3600.0
-        return np.array([p.grid[ahead, G["price_import"]] * self.price_scale, self._mean_price, outlook.max(),
-                         outlook.min(), to_max_h / 12.0])
+        # the price outlook a dispatcher has: the tariff when it is published ahead (TOU, day-ahead), else a
+        # forecast from past prices (Fleet.price_outlook)
+        hour = max(1, round(3600 / fleet.dt_s))
+        window = max(1, round(12 * 3600 / fleet.dt_s))
+        outlook = fleet.price_outlook(np.arange(max(window, hour + 1))) * self.price_scale
+        to_max_h = float(np.argmax(outlook[:window])) * fleet.dt_h
+        return np.array([outlook[hour], self._mean_price, outlook[:window].max(), outlook[:window].min(),
+                         to_max_h / 12.0])
 
     def reward(self, fleet: Fleet, outcome: StepOutcome) -> np.ndarray:
         self.t += 1
