@@ -1,6 +1,7 @@
 """The default scenario: real data that ships inside installed packages, plus calibrated generators.
 
-* Weather and irradiance: pvlib's bundled TMY3 file for Greensboro, NC (723170TYA.CSV).
+* Weather and irradiance: pvlib's bundled typical years: Greensboro, NC (723170TYA.CSV, the default),
+  Miami, FL (12839.tm2) and Sand Point, AK (703165TY.csv) as held-out climates.
 * PV output per kWp: pvlib (solar position, transposition, SAPM cell temperature, PVWatts DC)
   for several roof orientations, one per profile group.
 * Household load shape: BDEW 2025 standard load profile H25 (15-min, shipped by demandlib).
@@ -30,13 +31,34 @@ TOU_PRICES = {"off_peak": 0.12, "mid_peak": 0.20, "on_peak": 0.38}  # $/kWh
 EXPORT_PRICE = 0.05  # $/kWh
 
 
-def _tmy_weather() -> tuple[pd.DataFrame, dict]:
-    from pvlib.iotools import read_tmy3
+#: typical-year weather shipped inside pvlib: the default climate and two held-out ones
+CLIMATES = {"greensboro": "723170TYA.CSV",  # Greensboro NC, TMY3: mixed, heating and cooling
+            "miami": "12839.tm2",  # Miami FL, TMY2: hot and humid, cooling all year
+            "sand_point": "703165TY.csv"}  # Sand Point AK, TMY3: cold, heating all year
+DEFAULT_CLIMATE = "greensboro"
 
-    path = importlib.resources.files("pvlib") / "data" / "723170TYA.CSV"
-    data, meta = read_tmy3(str(path), coerce_year=YEAR, map_variables=True)
-    data = data.sort_index()
-    return data, meta
+
+def check_climate(field_name: str, climate: str) -> None:
+    if climate not in CLIMATES:
+        raise ValueError(f"{field_name} must be one of {sorted(CLIMATES)} (typical years shipped in pvlib), "
+                         f"got {climate!r}")
+
+
+def _tmy_weather(climate: str = DEFAULT_CLIMATE) -> tuple[pd.DataFrame, dict]:
+    """Hourly typical-year weather of ``climate``: columns temp_air, ghi, dni, dhi, wind_speed, labelled at
+    the end of the hour each value averages (the TMY3 convention), in the nominal year YEAR."""
+    from pvlib.iotools import read_tmy2, read_tmy3
+
+    path = str(importlib.resources.files("pvlib") / "data" / CLIMATES[climate])
+    if path.endswith(".tm2"):  # TMY2: pvlib labels an hour at its start; tenths of degC and of m/s
+        raw, meta = read_tmy2(path)
+        idx = pd.DatetimeIndex([t.replace(year=YEAR) for t in raw.index]) + pd.Timedelta(hours=1)
+        data = pd.DataFrame({"temp_air": raw["DryBulb"].to_numpy() / 10.0, "ghi": raw["GHI"].to_numpy(),
+                             "dni": raw["DNI"].to_numpy(), "dhi": raw["DHI"].to_numpy(),
+                             "wind_speed": raw["Wspd"].to_numpy() / 10.0}, index=idx)
+    else:
+        data, meta = read_tmy3(path, coerce_year=YEAR, map_variables=True)
+    return data.sort_index(), meta
 
 
 def _pv_per_kwp(weather: pd.DataFrame, meta: dict, index: pd.DatetimeIndex) -> np.ndarray:
@@ -105,18 +127,21 @@ def _carbon(index: pd.DatetimeIndex) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def default_profiles(num_profiles: int = 64, seed: int = 2026) -> Profiles:
-    """Profiles of the default scenario: one year at 15-minute resolution, ``num_profiles`` homes.
+def default_profiles(num_profiles: int = 64, seed: int = 2026, climate: str = DEFAULT_CLIMATE) -> Profiles:
+    """Profiles of the default scenario: one year at 15-minute resolution, ``num_profiles`` homes, in the
+    typical-year weather of ``climate`` (see ``CLIMATES``; the same homes in every climate).
 
-    Deterministic for a given (num_profiles, seed); cached because building takes ~1 s.
+    Deterministic for a given (num_profiles, seed, climate); cached because building takes ~1 s.
     """
     if not 1 <= num_profiles <= 4096:
         raise ValueError(f"num_profiles must be in [1, 4096], got {num_profiles}")
+    check_climate("climate", climate)
     rng = np.random.default_rng(seed)
     steps_per_day = 86400 // DT_S
     n_days = 365
-    index = pd.date_range(f"{YEAR}-01-01", periods=n_days * steps_per_day, freq=f"{DT_S}s", tz="Etc/GMT+5")
-    weather, meta = _tmy_weather()
+    weather, meta = _tmy_weather(climate)
+    tz = f"Etc/GMT{-int(meta['TZ']):+d}"  # the station's standard time, as TMY files keep it
+    index = pd.date_range(f"{YEAR}-01-01", periods=n_days * steps_per_day, freq=f"{DT_S}s", tz=tz)
     t = len(index)
 
     home = np.zeros((t, num_profiles, len(HOME_CHANNELS)), dtype=np.float32)  # time-major
@@ -141,6 +166,6 @@ def default_profiles(num_profiles: int = 64, seed: int = 2026) -> Profiles:
     grid[:, 4] = _carbon(index)
     return Profiles(
         dt_s=DT_S, home=home, grid=grid, start=f"{YEAR}-01-01", names=tuple(f"default_{k}" for k in range(num_profiles)),
-        source="vpprl default scenario (pvlib TMY3 Greensboro NC, BDEW H25/G25, synthetic EV and hot water)",
+        source=f"vpprl default scenario ({climate} typical year from pvlib, BDEW H25/G25, synthetic EV and hot water)",
         extra={"latitude": meta["latitude"], "longitude": meta["longitude"], "cyclic": True},  # a typical year
     )

@@ -6,12 +6,13 @@ import functools
 from dataclasses import dataclass, field, fields
 
 from ..data.citylearn import CityLearnDataset, load_citylearn
-from ..data.default_scenario import default_profiles
+from ..data.default_scenario import DEFAULT_CLIMATE, check_climate, default_profiles
 from ..data.profiles import Profiles
 from .fleet import COST_NAMES, Fleet
 from .fleet_builder import build_citylearn_fleet, build_fleet
 from .fleet_config import FleetConfig
 from .forecast import Forecaster, ForecastConfig
+from .splits import check_split
 from .tasks import TASKS, Task, make_task
 
 
@@ -48,6 +49,10 @@ class ScenarioConfig:
     :param dataset: a CityLearn-format dataset directory, or None for the default scenario.
     :param citylearn_replicate: with a dataset, sample ``fleet.num_homes`` homes from its buildings
         (True) or use exactly one home per building as published (False).
+    :param days: ``train`` (episodes only on training days), ``held_out`` (only on held-out days) or ``all``;
+        see ``envs.splits``.
+    :param climate: the default scenario's typical-year weather (``greensboro``; held out: ``miami``,
+        ``sand_point``).
     :param forecast: how inputs of the step being decided are forecast for everything that decides
         (observations, rules, MPC, shield); see ``envs.forecast``. The oracle needs ``ForecastConfig.perfect()``.
     """
@@ -62,6 +67,8 @@ class ScenarioConfig:
     num_profiles: int = 64
     cost_weights: CostWeights = field(default_factory=CostWeights)
     forecast: ForecastConfig = field(default_factory=ForecastConfig)
+    days: str = "all"
+    climate: str = DEFAULT_CLIMATE
 
     def __post_init__(self) -> None:
         if isinstance(self.fleet, dict):
@@ -81,6 +88,11 @@ class ScenarioConfig:
                 raise ValueError(f"ScenarioConfig.tasks: unknown task {name!r}; choose from {sorted(TASKS)}")
         if self.start_day is not None and not 0 <= self.start_day <= 365:
             raise ValueError(f"ScenarioConfig.start_day must be in [0, 365] or None, got {self.start_day!r}")
+        check_split("ScenarioConfig.days", self.days)
+        check_climate("ScenarioConfig.climate", self.climate)
+        if self.dataset is not None and self.climate != DEFAULT_CLIMATE:
+            raise ValueError(f"ScenarioConfig.climate={self.climate!r} applies to the default scenario only; a "
+                             f"dataset ({self.dataset}) brings its own weather")
         if not 1 <= self.num_profiles <= 4096:
             raise ValueError(f"ScenarioConfig.num_profiles must be in [1, 4096], got {self.num_profiles!r}")
 
@@ -103,7 +115,7 @@ def load_profiles(config: ScenarioConfig, profiles: Profiles | None = None):
         ds = _citylearn(config.dataset)
         layout = build_citylearn_fleet(ds, config.fleet, replicate=config.citylearn_replicate)
         return ds.profiles, layout
-    default: Profiles = default_profiles(config.num_profiles)
+    default: Profiles = default_profiles(config.num_profiles, climate=config.climate)
     return default, build_fleet(config.fleet, default)
 
 

@@ -28,6 +28,7 @@ from .forecast import Forecaster, ForecastConfig
 from .kpis import KpiTracker
 from .observation import BASE_GLOBAL_FEATURES, HOME_FEATURES, ObservationBuilder
 from .scenario import ScenarioConfig, build_scenario
+from .splits import start_days
 from .tasks import PriceArbitrage
 from .terminal import stored_energy_kwh, stored_energy_parts, terminal_price
 
@@ -109,6 +110,11 @@ class VppEnv(gym.Env):
             raise ValueError(f"no start day fits: the homes read the data shifted by up to "
                              f"{self._after_s / 86400:.2f} days and an episode lasts {self.config.episode_hours:g} "
                              f"h, but the data holds {self._data_s / 86400:g} days; lower fleet.max_day_shift")
+        self.start_days = start_days(self.config.days, self.first_start_day, self.last_start_day,
+                                     self.config.episode_hours)
+        if not len(self.start_days):
+            raise ValueError(f"ScenarioConfig.days={self.config.days!r}: no {self.config.episode_hours:g}-hour episode "
+                             f"fits in that split of the data's days [{self.first_start_day}, {self.last_start_day}]")
         self.check_start_day("ScenarioConfig.start_day", self.config.start_day)
 
     # ----- episode start ----------------------------------------------------------------------
@@ -130,6 +136,11 @@ class VppEnv(gym.Env):
             raise ValueError(f"{field_name} must be a whole day in [{lo}, {hi}] (the data holds "
                              f"{self._data_s / 86400:g} days and an episode lasts "
                              f"{self.config.episode_hours:g} h), got {day!r}")
+        if day is not None and day not in self.start_days:
+            allowed = self.start_days
+            raise ValueError(f"{field_name}: day {day} is not a {self.config.days!r} day (envs.splits: every fifth "
+                             f"week is held out); choose one of {allowed[:8].tolist()}"
+                             f"{' ...' if len(allowed) > 8 else ''}")
 
     def set_start_day(self, day: int | None) -> None:
         """Fix the first day of the following episodes (None: a random day at each reset)."""
@@ -156,11 +167,13 @@ class VppEnv(gym.Env):
         super().reset(seed=seed)
         rng = self.np_random
         cfg = self.config
-        day = cfg.start_day if cfg.start_day is not None else int(
-            rng.integers(self.first_start_day, self.last_start_day + 1))
+        day = cfg.start_day if cfg.start_day is not None else int(self.start_days[
+            rng.integers(0, len(self.start_days))])
         hour = 0
         if cfg.start_day is None and cfg.episode_hours < 24:  # a random hour too, never past the data's end
             hours_left = (self._data_s - self._episode_s - self._after_s - day * 86400) // 3600
+            if cfg.days != "all":  # nor into a day of the other split
+                hours_left = min(hours_left, int((86400 - self._episode_s) // 3600))
             hour = int(rng.integers(0, min(24, hours_left + 1)))
         self.fleet.reset(rng, day * 86400 + hour * 3600)
         for task in self.tasks:

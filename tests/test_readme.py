@@ -25,7 +25,7 @@ README = ROOT / "README.md"
 
 TRAIN_BUDGET = ("training.iterations=1 training.log_every=1 training.time_budget_s=null training.checkpoint_every=0 "
                 "agent.train_batch_size=400 agent.minibatch_size=200 agent.num_epochs=1 "
-                "agent.num_envs_per_env_runner=2 'eval_seeds=[100]' 'eval_start_days=[15]'")
+                "agent.num_envs_per_env_runner=2 'eval_seeds=[100]' 'eval_start_days=[30]'")
 BUDGET = {  # command prefix -> arguments appended
     "vpprl-train": TRAIN_BUDGET,
     "vpprl-evaluate": "num_homes=10 mpc.replan_every_h=6",

@@ -18,7 +18,7 @@ def tiny(tmp_path, agent: str, **kw) -> TrainConfig:
     agent_cfg = AgentConfig(name=agent, train_batch_size=96 if agent != "sb3_sac" else 48, minibatch_size=32,
                             num_epochs=2, hidden=[32, 32])
     return TrainConfig(fleet=FleetConfig(num_homes=4, seed=0), episode_hours=6.0, agent=agent_cfg,
-                       training=TrainingSettings(iterations=2, log_every=2), eval_policies=["no_control", "rule_based"], eval_seeds=[0], eval_start_days=[110],
+                       training=TrainingSettings(iterations=2, log_every=2), eval_policies=["no_control", "rule_based"], eval_seeds=[0], eval_start_days=[100],
                        output_dir=str(tmp_path), **kw)
 
 
@@ -50,6 +50,18 @@ def test_rllib_multi_agent_ppo_trains_checkpoints_transfers_and_resumes(tmp_path
     acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     acc.Reload()
     assert "_hparams_/experiment" in acc.PluginTagToContent("hparams")  # the HParams tab's data, same file
+    # vpprl-evaluate checkpoint=...: the checkpoint evaluated from its directory alone (behind the shield it
+    # trained behind) reproduces the run's final evaluation on the held-out fleet and day
+    from vpprl.training.evaluate import run as evaluate
+    from vpprl.training.evaluation import EvaluateConfig
+    from vpprl.training.train import held_out_fleet
+
+    _, again = evaluate(EvaluateConfig(checkpoint=str(result["checkpoint"]), policies=["no_control"],
+                                       fleet=held_out_fleet(FleetConfig(num_homes=4, seed=0)), seeds=[0],
+                                       start_days=[100], episode_hours=6.0, plots=False,
+                                       output_dir=str(tmp_path / "again")))
+    assert {s["policy"]: s for s in again}["rllib_ppo"]["return"] == pytest.approx(by["rllib_ppo"]["return"],
+                                                                                  rel=1e-6)
     # the shared per-home policy acts unchanged on a fleet 10x larger, from observations alone
     policy = RllibPolicy(checkpoint=result["checkpoint"])
     big = gym.make("vpprl/PriceArbitrage-v0", num_homes=40, seed=1)  # wrapped: no VppEnv attributes on it
@@ -129,7 +141,7 @@ def test_yardstick_agent_only_evaluates(tmp_path):
 
     cfg = TrainConfig(fleet=FleetConfig(num_homes=3, seed=0), episode_hours=4.0,
                       agent=AgentConfig(name="rule_based", rules=RuleConfig(precondition_h=1.0)),
-                      eval_policies=["no_control", "rule_based"], eval_seeds=[0], eval_start_days=[110],
+                      eval_policies=["no_control", "rule_based"], eval_seeds=[0], eval_start_days=[100],
                       tensorboard=False, output_dir=str(tmp_path))
     result = train(cfg)
     assert result["iterations"] == 0

@@ -120,6 +120,8 @@ class TrainConfig:
     """One training run: scenario, agent, shield, budget, evaluation.
 
     :param task: a task name or several joined by '+'.
+    :param days: the days training episodes start on: ``train`` (default: never a held-out day, see
+        ``envs.splits``) or ``all``; the final evaluation then runs on ``held_out`` days (or ``all``).
     :param eval_start_days: held-out days for the final evaluation (episodes start at random days in training).
     :param resume_from: a checkpoint directory written by an earlier run.
     :param ray_address: an existing Ray cluster to join (None: a local Ray instance).
@@ -137,7 +139,8 @@ class TrainConfig:
     evaluate: bool = True
     eval_policies: list[str] = field(default_factory=lambda: ["no_control", "rule_based", "oracle"])
     eval_seeds: list[int] = field(default_factory=lambda: [100, 101, 102])
-    eval_start_days: list[int] | None = field(default_factory=lambda: [15, 110, 200])
+    eval_start_days: list[int] | None = field(default_factory=lambda: [30, 100, 205])
+    days: str = "train"
     resume_from: str | None = None
     ray_address: str | None = None
     tensorboard: bool = True
@@ -161,14 +164,21 @@ class TrainConfig:
         if self.eval_start_days is not None and len(self.eval_start_days) not in (1, len(self.eval_seeds)):
             raise ValueError(f"eval_start_days must have 1 or len(eval_seeds)={len(self.eval_seeds)} entries, "
                              f"got {len(self.eval_start_days)}")
+        if self.days not in ("train", "all"):
+            raise ValueError(f"days must be 'train' (training never sees a held-out day) or 'all', got {self.days!r}")
         scenario_from_kwargs(**self.env_kwargs())  # dt_s, episode_hours, task names (no data loaded yet)
         if self.resume_from is not None:
             check_checkpoint("resume_from", self.resume_from, self.agent.name)
 
-    def env_kwargs(self) -> dict:
-        """Keyword arguments of ``VppEnv`` for this run's scenario."""
+    @property
+    def eval_days(self) -> str:
+        """The split the final evaluation runs on: the held-out days, unless training used every day."""
+        return "held_out" if self.days == "train" else "all"
+
+    def env_kwargs(self, days: str | None = None) -> dict:
+        """Keyword arguments of ``VppEnv`` for this run's scenario (training days unless ``days`` is given)."""
         kwargs = {"task": {t.strip(): {} for t in self.task.split("+")}, "fleet": self.fleet, "dt_s": self.dt_s,
-                  "episode_hours": self.episode_hours}
+                  "episode_hours": self.episode_hours, "days": days or self.days}
         if self.dataset:
             kwargs.update(dataset=self.dataset, citylearn_replicate=True)
         return kwargs

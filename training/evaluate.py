@@ -4,6 +4,7 @@ dispatch plots in Hydra's run directory (optionally to TensorBoard too).
     vpprl-evaluate                                   # default scenario, price arbitrage, 100 homes, 3 seeds
     vpprl-evaluate task=peak_shaving num_homes=50 'policies=[no_control,rule_based,oracle]'
     vpprl-evaluate dataset=citylearn_2022 dt_s=3600    # the bundled CityLearn 2022 data (or any CityLearn dir)
+    vpprl-evaluate checkpoint=outputs/<run>/checkpoint  # a trained policy beside the yardsticks
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..agents.policy import Policy
 from ..envs import VppEnv
+from .checkpoints import check_policy_checkpoint, load_policy
 from .cli import check_known_keys, user_errors
 from .evaluation import (
     EvaluateConfig,
@@ -39,6 +41,9 @@ def run(cfg: EvaluateConfig, extra: dict[str, Policy] | None = None,
     under ``cfg.output_dir``; returns (markdown table, summary). ``env``: one :func:`make_env` built already."""
     out = Path(cfg.output_dir)
     env = env or make_env(cfg)
+    if cfg.checkpoint:
+        name, policy = load_policy(cfg.checkpoint)
+        extra = {**(extra or {}), name: policy}
     rows, first_traces = [], {}
     names = list(cfg.policies) + list(extra or {})
     for i, seed in enumerate(cfg.seeds):
@@ -83,6 +88,8 @@ def _main(cfg: DictConfig) -> None:
         check_known_keys(cfg, EvaluateConfig)
         obj: EvaluateConfig = OmegaConf.to_object(cfg)  # runs the schema's validation
         env = make_env(obj)  # loads the data, checks the start days against it
+        if obj.checkpoint:
+            check_policy_checkpoint("checkpoint", obj.checkpoint)
     if obj.output_dir == ".":
         obj.output_dir = hydra.core.hydra_config.HydraConfig.get().runtime.output_dir
     text, _ = run(obj, env=env)

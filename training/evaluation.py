@@ -66,7 +66,12 @@ class EvaluateConfig:
     """What to evaluate. Validated when converted to this object (``OmegaConf.to_object``).
 
     :param task: a task name or several joined by '+', e.g. ``price_arbitrage+peak_shaving``.
-    :param start_days: days of the year to evaluate (held-out days); None = a random day per seed.
+    :param start_days: days of the year to evaluate; None = a random day per seed.
+    :param days: the split the days come from: ``held_out`` (default; see ``envs.splits``), ``train`` or ``all``.
+    :param checkpoint: a ``vpprl-train`` checkpoint directory: its policy is evaluated beside ``policies``
+        (behind the shield if it trained behind it).
+    :param climate: the default scenario's weather: ``greensboro`` (trained on) or a held-out climate
+        (``miami``, ``sand_point``).
     :param dataset: a CityLearn-format dataset directory instead of the default scenario.
     :param citylearn_replicate: with a dataset, sample ``num_homes`` homes from its buildings; False (default)
         evaluates one home per building, as published.
@@ -80,6 +85,9 @@ class EvaluateConfig:
     fleet_seed: int = 0
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     start_days: list[int] | None = None
+    days: str = "held_out"
+    climate: str = "greensboro"
+    checkpoint: str | None = None
     episode_hours: float = 24.0
     dt_s: int = 900
     dataset: str | None = None
@@ -105,7 +113,8 @@ class EvaluateConfig:
         check_seed("fleet_seed", self.fleet_seed)
         if self.start_days is not None and len(self.start_days) not in (1, len(self.seeds)):
             raise ValueError(f"start_days must have 1 or len(seeds)={len(self.seeds)} entries")
-        ScenarioConfig(tasks=self.tasks(), dt_s=self.dt_s, episode_hours=self.episode_hours)  # checks all three
+        ScenarioConfig(tasks=self.tasks(), dt_s=self.dt_s, episode_hours=self.episode_hours, days=self.days,
+                       climate=self.climate, dataset=self.dataset)
 
     def start_day(self, episode: int) -> int | None:
         """The start day of the ``episode``-th seed (None: a random day)."""
@@ -133,7 +142,7 @@ def make_env(cfg: EvaluateConfig, start_days_field: str = "start_days") -> VppEn
     """The evaluation env; loads the data and checks every start day against it (errors name the field)."""
     fleet = cfg.fleet or FleetConfig(num_homes=cfg.num_homes, seed=cfg.fleet_seed, ownership=cfg.ownership)
     kwargs: dict[str, Any] = {"task": cfg.tasks(), "fleet": fleet, "episode_hours": cfg.episode_hours,
-                              "dt_s": cfg.dt_s}
+                              "dt_s": cfg.dt_s, "days": cfg.days, "climate": cfg.climate}
     if cfg.dataset:
         kwargs.update(dataset=cfg.dataset, citylearn_replicate=cfg.citylearn_replicate)
     env = VppEnv(**kwargs)

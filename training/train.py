@@ -13,6 +13,7 @@ checkpoint and to TensorBoard.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -26,7 +27,9 @@ from ..agents.policy import Policy
 from ..agents.rule_based import RuleBased
 from ..deployment.shield import Shield, ShieldConfig
 from ..deployment.shielded_policy import ShieldedPolicy
+from ..envs.fleet_config import FleetConfig
 from ..envs.vpp_env import VppEnv
+from .checkpoints import RUN_CONFIG
 from .cli import check_known_keys, user_errors
 from .config import YARDSTICKS, TrainConfig
 from .evaluation import EvaluateConfig, rollout
@@ -95,16 +98,28 @@ class Trainer:
         return self._sb3.save(self.model, path)
 
 
+#: the final evaluation runs on other homes than training (the same fleet distribution, another draw)
+HELD_OUT_FLEET_SEED_OFFSET = 1000
+
+
+def held_out_fleet(fleet: FleetConfig) -> FleetConfig:
+    """The training fleet's distribution with other homes: a held-out fleet."""
+    return dataclasses.replace(fleet, seed=(fleet.seed + HELD_OUT_FLEET_SEED_OFFSET) % 2**32)
+
+
 def _eval_config(cfg: TrainConfig, out: Path, policies: list[str], seeds: list[int], days) -> EvaluateConfig:
-    return EvaluateConfig(task=cfg.task, fleet=cfg.fleet, num_homes=cfg.fleet.num_homes, seeds=seeds,
+    fleet = held_out_fleet(cfg.fleet) if cfg.days == "train" else cfg.fleet
+    return EvaluateConfig(task=cfg.task, fleet=fleet, num_homes=cfg.fleet.num_homes, seeds=seeds,
                           start_days=days, episode_hours=cfg.episode_hours, dt_s=cfg.dt_s, dataset=cfg.dataset,
-                          citylearn_replicate=bool(cfg.dataset), policies=policies, output_dir=str(out))
+                          citylearn_replicate=bool(cfg.dataset), policies=policies, output_dir=str(out),
+                          days=cfg.eval_days)
 
 
 def check_startup(cfg: TrainConfig) -> VppEnv:
     """Everything a run can get wrong that needs the data (dataset, start days), checked before RLlib or SB3
     start; returns the probe env (the same scenario as training) for the periodic KPI episodes."""
-    probe_env = VppEnv(**cfg.env_kwargs())
+    VppEnv(**cfg.env_kwargs())  # the training scenario: some training day fits
+    probe_env = VppEnv(**cfg.env_kwargs(days=cfg.eval_days))
     for day in cfg.eval_start_days or []:
         probe_env.check_start_day("eval_start_days", day)
     if cfg.evaluate:  # the final evaluation's settings, checked now rather than after the training
@@ -117,7 +132,6 @@ def check_startup(cfg: TrainConfig) -> VppEnv:
 
 #: settings a checkpoint's weights depend on: resuming with others would load nothing or fail mid-way
 RESUME_KEYS = ("agent.name", "agent.home_batch", "agent.hidden", "task", "dt_s", "dataset")
-RUN_CONFIG = "vpprl_config.yaml"
 
 
 def check_resumable(cfg: TrainConfig) -> None:
@@ -148,7 +162,7 @@ def train(cfg: TrainConfig, probe_env: VppEnv | None = None) -> dict:
 
         writer = SummaryWriter(str(out / "tensorboard"))
     trainer = Trainer(cfg, shield)
-    probe_days = cfg.eval_start_days[:1] if cfg.eval_start_days else [min(110, probe_env.last_start_day)]
+    probe_days = cfg.eval_start_days[:1] if cfg.eval_start_days else [int(probe_env.start_days[0])]
     budget = cfg.training
     first_it, last_steps = trainer.progress()  # (0, 0) unless resumed: the counters continue from the checkpoint
     if cfg.resume_from:

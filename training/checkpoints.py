@@ -1,0 +1,55 @@
+"""A trained policy from its checkpoint directory, as the run that wrote it used it.
+
+Every checkpoint carries the run's settings (``vpprl_config.yaml``, written by ``vpprl-train``): the agent
+tells how to load the weights, the shield settings how the policy was deployed in training. The policy acts on
+observations alone (``RllibPolicy`` on each home's row, ``Sb3Policy`` on the flat observation).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from ..agents.policy import Policy
+from ..deployment.shield import Shield, ShieldConfig
+from ..deployment.shielded_policy import ShieldedPolicy
+from .config import CHECKPOINT_MARKERS
+
+RUN_CONFIG = "vpprl_config.yaml"
+
+
+def check_policy_checkpoint(field_name: str, path: str) -> dict:
+    """The run settings saved beside ``path``; FileNotFoundError/ValueError naming the field otherwise."""
+    p = Path(path).expanduser()
+    settings = p / RUN_CONFIG
+    if not settings.is_file():
+        raise FileNotFoundError(f"{field_name}: {p.resolve()} is not a vpprl-train checkpoint (no {RUN_CONFIG} in it); "
+                                f"give the checkpoint/ directory a training run wrote")
+    run = OmegaConf.to_container(OmegaConf.load(settings))
+    agent = run.get("agent", {}).get("name")
+    marker = CHECKPOINT_MARKERS.get(agent)
+    if marker is None:
+        raise ValueError(f"{field_name}: {p} was written by agent {agent!r}, which has no weights to evaluate "
+                         f"(learned agents: {sorted(CHECKPOINT_MARKERS)})")
+    if not (p / marker).is_file():
+        raise FileNotFoundError(f"{field_name}: {p} has {RUN_CONFIG} but no {marker}: is the checkpoint complete?")
+    return run
+
+
+def load_policy(path: str, field_name: str = "checkpoint") -> tuple[str, Policy]:
+    """(agent name, policy) of a checkpoint, behind the shield when the run trained behind it."""
+    run = check_policy_checkpoint(field_name, path)
+    agent = run["agent"]["name"]
+    if agent == "rllib_ppo":
+        from .rllib_adapter import RllibPolicy
+
+        policy: Policy = RllibPolicy(checkpoint=path)
+    else:
+        from .sb3_adapter import Sb3Policy
+
+        policy = Sb3Policy(checkpoint=path, algorithm=agent)
+    shield = run.get("shield") or {}
+    if shield.get("enabled", False):
+        policy = ShieldedPolicy(policy, Shield(ShieldConfig(feeder_limit_kw=shield.get("feeder_limit_kw"))))
+    return agent, policy
