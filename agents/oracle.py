@@ -54,7 +54,7 @@ def _signals(env: VppEnv, start: int, steps: int, baseline: np.ndarray | None, r
         active = np.zeros(steps, bool)
         upto = min(steps, len(dr.active) - start)
         active[:upto] = dr.active[start:start + upto]
-    return TaskSignals(baseline_kw=baseline, dr_active=active, reg_signal=regulation)
+    return TaskSignals(baseline_kw=baseline, dr_active=active, reg_signal=regulation, start_step=start)
 
 
 def _terminal(env: VppEnv) -> tuple[float, np.ndarray] | None:
@@ -80,7 +80,7 @@ class Oracle(SetpointPolicy):
         f = env.fleet
         steps = env.episode_steps - f.t
         inputs = [f.scaled_inputs(f.t + k) for k in range(steps)]
-        needs_baseline = any(isinstance(t, (DemandResponse, FrequencyRegulation)) for t in env.tasks)
+        needs_baseline = any(isinstance(t, FrequencyRegulation) for t in env.tasks)
         baseline = no_control_baseline(env, steps) if needs_baseline else None
         fr = next((t for t in env.tasks if isinstance(t, FrequencyRegulation)), None)
         regulation = fr.signal[f.t:f.t + steps] if fr is not None else None

@@ -58,8 +58,9 @@ class InitialState:
 class TaskSignals:
     """Per-step task inputs over the horizon (arrays of length T)."""
 
-    baseline_kw: np.ndarray | None = None  # fleet own-control load, for DR / FR
+    baseline_kw: np.ndarray | None = None  # fleet own-control load, for FR
     dr_active: np.ndarray | None = None
+    start_step: int = 0  # episode step of the plan's first step (DR baselines are placed on the episode's clock)
     reg_signal: np.ndarray | None = None
 
 
@@ -237,6 +238,7 @@ def plan_fleet(fleet: Fleet, tasks: list[Task], weights: CostWeights, inputs: li
 
     # --- task objectives ---------------------------------------------------------------------
     net = [(1.0, imp), (-1.0, exp)]
+    constant_cost = 0.0  # objective terms that no decision changes (kept so the objective is the return)
     for task in tasks:
         if isinstance(task, PriceArbitrage):
             s = task.price_scale
@@ -246,23 +248,32 @@ def plan_fleet(fleet: Fleet, tasks: list[Task], weights: CostWeights, inputs: li
             over = lp.var((T,), 0.0, np.inf, cost=task.penalty_per_kwh * dt)
             lp.le_sum(net + [(-1.0, over)], np.full(T, task.limit_kw))
         elif isinstance(task, DemandResponse):
-            active = signals.dr_active.astype(float)
-            lp.add_cost(imp, task.credit_per_kwh * dt * active[:, None] * np.ones((1, n)))
-            lp.add_cost(exp, -task.credit_per_kwh * dt * active[:, None] * np.ones((1, n)))
-            short = lp.var((T,), 0.0, np.where(active > 0, np.inf, 0.0), cost=task.shortfall_penalty_per_kwh * dt)
-            # shortfall >= commit - (baseline - aggregate)  <=>  aggregate - shortfall <= baseline - commit
-            on = active > 0
-            lp.le_sum([(1.0, imp[on]), (-1.0, exp[on]), (-1.0, short[on])], (signals.baseline_kw - task.commit_kw)[on])
+            # credit = c dt sum_E (CBL_e - agg_e), CBL_e = const_e + w sum_W agg (the task's customer baseline)
+            c = task.credit_per_kwh * dt
+            for e, const, window, w in task.plan_terms(signals.start_step, T):
+                constant_cost -= c * float(const.sum())
+                lp.add_cost(imp[e], c * np.ones((len(e), n)))
+                lp.add_cost(exp[e], -c * np.ones((len(e), n)))
+                if len(window):
+                    lp.add_cost(imp[window], -c * w * len(e) * np.ones((len(window), n)))
+                    lp.add_cost(exp[window], c * w * len(e) * np.ones((len(window), n)))
+                short = lp.var((len(e),), 0.0, np.inf, cost=task.shortfall_penalty_per_kwh * dt)
+                # shortfall_e >= commit - (CBL_e - agg_e)  <=>  agg_e - w sum_W agg - shortfall_e <= const_e - commit
+                terms = [(1.0, imp[e]), (-1.0, exp[e]), (-1.0, short)]
+                if len(window):
+                    terms += [(-w, np.broadcast_to(imp[window], (len(e),) + imp[window].shape)),
+                              (w, np.broadcast_to(exp[window], (len(e),) + exp[window].shape))]
+                lp.le_sum(terms, const - task.commit_kw)
         elif isinstance(task, FrequencyRegulation):
             target = signals.baseline_kw + signals.reg_signal * task.capacity_kw
             err_up = lp.var((T,), 0.0, np.inf, cost=task.penalty_per_kwh * dt)
             err_dn = lp.var((T,), 0.0, np.inf, cost=task.penalty_per_kwh * dt)
             lp.eq_sum(net + [(-1.0, err_up), (1.0, err_dn)], target)
 
-    offset = 0.0
+    offset = constant_cost
     if terminal is not None:  # value of the change in stored energy, as envs.terminal computes it
         price, stored0 = terminal
-        offset = price * float(np.sum(stored0))
+        offset += price * float(np.sum(stored0))
         lp.add_cost(be[T], -price * f64(b.discharge_efficiency))
         lp.add_cost(wt[T], -price * wh.owned * f64(wh.heat_capacity_kwh_per_c))
         # building heat signed by each step's mode: sum_t sign_t (T_{t+1} - T_t), so T_k carries

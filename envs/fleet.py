@@ -29,7 +29,7 @@ from .devices import (
     map_action,
 )
 from .fleet_builder import DTYPE, FleetLayout
-from .forecast import Forecaster
+from .forecast import Forecaster, ForecastConfig
 
 NUM_DEVICE_CLASSES = len(DEVICE_CLASSES)
 BATTERY, EV, PV, WATER_HEATER, THERMOSTAT, FLEX = range(NUM_DEVICE_CLASSES)
@@ -196,6 +196,17 @@ class Fleet:
         if self.forecaster.config.prices == "published":
             return float(self.profiles.grid_channel("price_import").mean())
         return float(self.grid_at_steps(self.t - 1 - np.arange(7 * self.steps_per_day))[:, G["price_import"]].mean())
+
+    def simulate_own_control(self, start_s: int, steps: int, rng: np.random.Generator) -> np.ndarray:
+        """Metered net load (steps, N) kW of these homes left to their own control for ``steps`` steps from
+        ``start_s``: the history a customer baseline is computed from. Runs on a second fleet over the same
+        data and layout; this fleet's state is untouched."""
+        shadow = Fleet(self.profiles, self.layout, self.dt_s, Forecaster(ForecastConfig.perfect()))
+        shadow.reset(rng, start_s)
+        out = np.empty((steps, self.n))
+        for k in range(steps):
+            out[k] = shadow.apply(shadow.action_ranges()[1]).net_kw
+        return out
 
     def set_forecaster(self, forecaster: Forecaster) -> None:
         """Use another forecaster from the next step on (e.g. perfect foresight for the oracle)."""

@@ -185,3 +185,17 @@ def _replay_oracle(env: VppEnv) -> tuple[Oracle, float, dict]:
         _, reward, _, _, info = env.step(oracle.act(None))
         total += reward * env.n
     return oracle, total, info
+
+
+@pytest.mark.parametrize("baseline", ["pjm_high_4_of_5", "pjm_same_day_3_2"])
+def test_oracle_objective_is_the_env_return_with_demand_response_against_a_customer_baseline(baseline):
+    """The DR credit is paid against a CBL from metered history with a day-of adjustment (PJM's symmetric
+    additive one, or Same Day 3 + 2's mean around the event): both are affine in the fleet's load, so the
+    oracle's LP solves exactly the scored problem, adjustment-window gaming included."""
+    env = VppEnv(task={"price_arbitrage": {}, "demand_response": {"baseline": baseline}},
+                 fleet=FleetConfig(num_homes=8, seed=1), start_day=100)
+    env.set_perfect_foresight(True)
+    env.reset(seed=0)
+    oracle, total, info = _replay_oracle(env)
+    assert info["kpis"]["dr_event_hours"] > 0 and info["kpis"]["dr_unsettled_events"] == 0
+    assert total == pytest.approx(-oracle.plan.objective, rel=1e-4, abs=1e-3)

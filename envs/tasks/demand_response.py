@@ -1,25 +1,49 @@
-"""Demand response: events with a committed kW reduction against a baseline.
+"""Demand response: events with a committed kW reduction, paid against a customer baseline load (CBL).
 
-Baseline: what the fleet would have drawn this step with every device left to its own control
-(the env computes it exactly every step). Unlike a meter-before/after baseline it cannot be
-inflated by raising load before the event; pre-conditioning before an event lowers it, so
-the credited reduction is conservative.
+Grid operators measure a DR reduction against a baseline computed from *metered history* by a published
+rule (``envs.customer_baselines``: PJM High 4 of 5 with its symmetric additive adjustment, PJM Same Day
+3 + 2, CAISO 10-in-10, NYISO CBL), not against what the simulator knows the homes would have drawn: that
+counterfactual cannot be metered, and a policy that sets homes back before an event inflates it. The
+metered history is the homes' own-control load on the days before the episode (simulated once at reset,
+``Fleet.simulate_own_control``) followed by the episode's own metered load, so load raised in an adjustment
+window raises the baseline exactly as it would in a real programme. The counterfactual reduction is still
+reported (``dr_counterfactual_kwh``) beside the credited one, so a user sees credit a policy did not deliver.
+
+Each event is settled once its baseline is final and its load metered (at the event's end; for Same Day
+3 + 2 after its post-event window): the credit ``credit_per_kwh x (CBL - metered)`` per home and step,
+and ``shortfall_penalty_per_kwh`` for each kWh the fleet falls short of its commitment (split across homes
+by import), are paid in that step's reward.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from .. import customer_baselines as cbl
 from ..fleet import Fleet, StepOutcome
 from .base import Task, check_ranges, split_by_weight
 
+#: calendar days of metered history each method needs before an event (its like-day windows)
+LOOKBACK_DAYS = {"pjm_high_4_of_5": 9, "pjm_same_day_3_2": 1, "caiso_10_in_10": 14, "nyiso_cbl": 18}
+
+
+@dataclass
+class _Event:
+    day: int  # episode day index (0 = the episode's first calendar day)
+    steps: np.ndarray  # episode steps of the event
+    start: int  # interval of the day where it starts
+    end: int  # one past its last interval
+    settle_at: int  # episode step after which the baseline is final and the load metered
+    settled: bool = False
+
 
 class DemandResponse(Task):
-    """Events of ``duration_h`` starting uniformly in ``start_window_h`` on a share of days.
+    """Events of ``duration_h`` starting uniformly in ``start_window_h`` on a share of (week)days.
 
-    Reward during an event: ``credit_per_kwh`` for each kWh below the baseline (per home, signed)
-    minus ``shortfall_penalty_per_kwh`` for each kWh the fleet falls short of its commitment
-    (split across homes by import).
+    :param baseline: the customer baseline method (``envs.customer_baselines.METHODS``).
+    :param weekdays_only: events on weekdays only (as most programmes call them).
     """
 
     name = "demand_response"
@@ -27,31 +51,55 @@ class DemandResponse(Task):
 
     def __init__(self, commit_kw_per_home: float = 0.5, event_probability: float = 1.0,
                  start_window_h: tuple[float, float] = (16.0, 19.0), duration_h: float = 2.0,
-                 credit_per_kwh: float = 0.5, shortfall_penalty_per_kwh: float = 1.0) -> None:
+                 credit_per_kwh: float = 0.5, shortfall_penalty_per_kwh: float = 1.0,
+                 baseline: str = "pjm_high_4_of_5", weekdays_only: bool = True) -> None:
         check_ranges("DemandResponse", commit_kw_per_home=(commit_kw_per_home, 0.0, 100.0),
                      event_probability=(event_probability, 0.0, 1.0), duration_h=(duration_h, 0.0, 24.0),
                      credit_per_kwh=(credit_per_kwh, 0.0, 1000.0),
                      shortfall_penalty_per_kwh=(shortfall_penalty_per_kwh, 0.0, 1000.0))
         if not 0.0 <= start_window_h[0] <= start_window_h[1] < 24.0:
             raise ValueError(f"DemandResponse.start_window_h must satisfy 0 <= low <= high < 24, got {start_window_h}")
+        if baseline not in LOOKBACK_DAYS:
+            raise ValueError(f"DemandResponse.baseline must be one of {sorted(LOOKBACK_DAYS)}, got {baseline!r}")
         self.commit_kw_per_home = commit_kw_per_home
         self.event_probability = event_probability
         self.start_window_h = start_window_h
         self.duration_h = duration_h
         self.credit_per_kwh = credit_per_kwh
         self.shortfall_penalty_per_kwh = shortfall_penalty_per_kwh
+        self.baseline = baseline
+        self.weekdays_only = weekdays_only
 
+    # ----- episode set-up ---------------------------------------------------------------------
     def reset(self, fleet: Fleet, episode_steps: int, rng: np.random.Generator) -> None:
         super().reset(fleet, episode_steps, rng)
+        if 86400 % fleet.dt_s or 3600 % fleet.dt_s or fleet.dt_s < 60:
+            raise ValueError(f"DemandResponse settles against a customer baseline of interval data: dt_s must divide "
+                             f"3600 and be >= 60 s, got {fleet.dt_s}")
         self.commit_kw = self.commit_kw_per_home * fleet.n
+        self.per_day = fleet.steps_per_day
+        self._sample_events(fleet, episode_steps, rng)
+        self._history_setup(fleet, rng)
+        self.delivered_kw = 0.0
+        self.delivered_kwh = self.committed_kwh = self.shortfall_kwh = 0.0
+        self.credited_kwh = self.counterfactual_kwh = 0.0
+        self.event_steps = 0
+        self.unsettled_events = 0
+        self._cbl_now: np.ndarray | None = None
+
+    def _sample_events(self, fleet: Fleet, episode_steps: int, rng: np.random.Generator) -> None:
         t_s = fleet.seconds + np.arange(episode_steps + 1) * fleet.dt_s  # step start times
         day = t_s // 86400
         days = np.unique(day)
+        weekday = (fleet.profiles.start_weekday + days) % 7
         happens = rng.random(len(days)) < self.event_probability
+        if self.weekdays_only:
+            happens &= weekday < 5
         start = days * 86400 + rng.uniform(*self.start_window_h, len(days)) * 3600
         end = start + self.duration_h * 3600
         d = np.searchsorted(days, day)
         self.active = happens[d] & (t_s >= start[d]) & (t_s < end[d])  # (episode_steps + 1,)
+        self.active[episode_steps:] = False
         nxt = np.full(len(t_s), np.inf)
         idx = np.flatnonzero(self.active)
         if len(idx):
@@ -59,39 +107,173 @@ class DemandResponse(Task):
             ok = pos < len(idx)
             nxt[ok] = (idx[pos[ok]] - np.arange(len(t_s))[ok]) * fleet.dt_h
         self.hours_to_event = np.minimum(nxt, 24.0)
-        self.delivered_kw = 0.0
-        self.delivered_kwh = self.committed_kwh = self.shortfall_kwh = 0.0
-        self.event_steps = 0
+        first_day = int(fleet.start_s // 86400)
+        self._first_day = first_day
+        self._day_type = lambda absolute_day: cbl.WEEKDAY if (fleet.profiles.start_weekday + absolute_day) % 7 < 5 \
+            else (cbl.SATURDAY if (fleet.profiles.start_weekday + absolute_day) % 7 == 5 else cbl.SUNDAY)
+        self.events: list[_Event] = []
+        offset = (fleet.start_s % 86400) // fleet.dt_s  # intervals of the first day before the episode
+        for steps in np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1) if len(idx) else []:
+            ev_day = int((fleet.start_s + steps[0] * fleet.dt_s) // 86400) - first_day
+            start_iv = int(steps[0] + offset - ev_day * self.per_day)
+            end_iv = start_iv + len(steps)
+            settle = int(steps[-1])
+            if self.baseline == "pjm_same_day_3_2":  # the post-event window: [end + 1 h, end + 3 h)
+                settle = int(steps[-1] + 3 * round(3600 / fleet.dt_s))
+            self.events.append(_Event(ev_day, steps, start_iv, end_iv, settle))
 
+    def _history_setup(self, fleet: Fleet, rng: np.random.Generator) -> None:
+        """Own-control metered load of the lookback days and of the first day before the episode starts."""
+        lookback = LOOKBACK_DAYS[self.baseline] if self.events else 0
+        before = int((fleet.start_s % 86400) // fleet.dt_s)
+        steps = lookback * self.per_day + before
+        start_s = fleet.start_s - steps * fleet.dt_s
+        past = fleet.simulate_own_control(start_s, steps, rng) if steps else np.zeros((0, fleet.n))
+        self._lookback = lookback
+        self._metered = np.full((steps + self.episode_steps + self.per_day, fleet.n), np.nan)  # day-aligned record
+        self._metered[:steps] = past
+        self._origin = steps  # row of the episode's first step
+
+    # ----- per step ---------------------------------------------------------------------------
     def observation(self, fleet: Fleet) -> np.ndarray:
         t = min(self.t, self.episode_steps)
         return np.array([float(self.active[t]), self.hours_to_event[t] / 24.0, self.commit_kw_per_home,
                          self.delivered_kw / self.n])
 
     def reward(self, fleet: Fleet, outcome: StepOutcome) -> np.ndarray:
-        active = bool(self.active[min(self.t, self.episode_steps)])
+        t = min(self.t, self.episode_steps)
+        active = bool(self.active[t])
         self.t += 1
-        if not active:
-            self.delivered_kw = 0.0
-            return np.zeros(self.n)
-        reduction = outcome.default_net_kw - outcome.net_kw
-        self.delivered_kw = float(reduction.sum(dtype=np.float64))
-        shortfall = max(self.commit_kw - self.delivered_kw, 0.0)
-        self.event_steps += 1
-        self.committed_kwh += self.commit_kw * self.dt_h
-        self.delivered_kwh += min(max(self.delivered_kw, 0.0), self.commit_kw) * self.dt_h
-        self.shortfall_kwh += shortfall * self.dt_h
-        r = self.credit_per_kwh * reduction * self.dt_h
-        if shortfall > 0:
-            r -= split_by_weight(self.shortfall_penalty_per_kwh * shortfall * self.dt_h,
-                                 np.maximum(outcome.net_kw, 0.0))
+        self._metered[self._origin + t] = outcome.net_kw
+        r = np.zeros(self.n)
+        self.delivered_kw = 0.0
+        if active:
+            self.event_steps += 1
+            self.committed_kwh += self.commit_kw * self.dt_h
+            self.counterfactual_kwh += float((outcome.default_net_kw - outcome.net_kw).sum(dtype=np.float64)) * self.dt_h
+            if self._cbl_now is not None:  # a day-matching baseline is known once its adjustment window closed
+                first_row, fleet_cbl = self._cbl_now
+                self.delivered_kw = float(fleet_cbl[self._origin + t - first_row]
+                                          - outcome.net_kw.sum(dtype=np.float64))
+        last = self.t >= self.episode_steps
+        for event in self.events:
+            if event.settled:
+                continue
+            if event.steps[0] == self.t and self.baseline != "pjm_same_day_3_2":  # final before the event
+                self._cbl_now = ((self._lookback + event.day) * self.per_day, self._baseline_of(event).sum(axis=1))
+            if t >= event.settle_at:
+                r += self._settle(event, fleet)
+        if last:
+            self.unsettled_events += sum(1 for e in self.events if not e.settled)
         return r
+
+    # ----- settlement -------------------------------------------------------------------------
+    # ``_metered`` row 0 is midnight of the first lookback day; episode day k starts at row (lookback + k) * per_day
+
+    def history_and_event_day(self, event: _Event) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(history (days, intervals, N), day types, excluded, event-day load (intervals, N)) of an event:
+        the metered load of every day before the event day, oldest first, and of the event day itself."""
+        days = self._lookback + event.day
+        history = self._metered[:days * self.per_day].reshape(days, self.per_day, self.n)
+        absolute = self._first_day - self._lookback + np.arange(days)
+        day_type = np.array([self._day_type(int(d)) for d in absolute], dtype=int)
+        excluded = np.zeros(days, bool)
+        for other in self.events:  # earlier event days are not baseline days
+            if other.day < event.day:
+                excluded[self._lookback + other.day] = True
+        today = self._metered[days * self.per_day:(days + 1) * self.per_day]
+        return history, day_type, excluded, today
+
+    def _baseline_of(self, event: _Event) -> np.ndarray:
+        """The event day's CBL (intervals, N) by the configured method, per home.
+
+        The VPP's registration is the aggregate (as an aggregator's is): the method selects its days and
+        sizes its day-of adjustment on the fleet's metered load. Each home's share uses the same days and
+        the same adjustment rule on its own load (its own additive adjustment; the fleet's ratio), so the
+        homes' baselines sum to the fleet's exactly."""
+        history, day_type, excluded, today = self.history_and_event_day(event)
+        fleet_base, info = cbl.compute_baseline(
+            self.baseline, history.sum(axis=2, keepdims=True), day_type, excluded,
+            self._day_type(self._first_day + event.day), today.sum(axis=1, keepdims=True), event.start, event.end)
+        if self.baseline == "pjm_same_day_3_2":
+            windows = np.concatenate([np.arange(*w) for w in info.adjustment_intervals])
+            base = np.full(today.shape, np.nan)
+            base[event.start:event.end] = today[windows].mean(axis=0)
+            return base
+        selected = info.selected_days[:, 0]
+        base = history[selected].mean(axis=0)  # (intervals, N): each home's load on the fleet's selected days
+        if info.adjustment_kind == "additive":
+            lo, hi = info.adjustment_intervals[0]
+            base = base + (today[lo:hi] - base[lo:hi]).mean(axis=0)
+        elif info.adjustment_kind == "multiplicative":
+            base = base * float(info.adjustment[0])
+        return base
+
+    def _settle(self, event: _Event, fleet: Fleet) -> np.ndarray:
+        event.settled = True
+        base = self._baseline_of(event)[event.start:event.end]  # (event steps, N)
+        metered = self._metered[(self._lookback + event.day) * self.per_day + np.arange(event.start, event.end)]
+        reduction = base - metered  # per home and step, kW
+        fleet_reduction = reduction.sum(axis=1)
+        shortfall = np.maximum(self.commit_kw - fleet_reduction, 0.0)
+        self.credited_kwh += float(fleet_reduction.sum()) * self.dt_h
+        self.delivered_kwh += float(np.minimum(np.maximum(fleet_reduction, 0.0), self.commit_kw).sum()) * self.dt_h
+        self.shortfall_kwh += float(shortfall.sum()) * self.dt_h
+        r = self.credit_per_kwh * reduction.sum(axis=0) * self.dt_h
+        for k in np.flatnonzero(shortfall > 0):
+            r -= split_by_weight(self.shortfall_penalty_per_kwh * shortfall[k] * self.dt_h,
+                                 np.maximum(metered[k], 0.0))
+        return r
+
+    # ----- what a planner sees -----------------------------------------------------------------
+    def plan_terms(self, start: int, steps: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
+        """The fleet CBL of every unsettled event as an affine function of the planned fleet load, for an LP
+        over episode steps [start, start + steps): per event (E, const, W, weight) with plan-relative event
+        steps E, CBL_e = const_e + weight * sum of the planned fleet load over plan-relative steps W.
+
+        Exact for day-matching methods with an additive adjustment (PJM High 4 of 5) and for PJM Same Day
+        3 + 2 when the baseline days precede the episode (events on its first day); loads already metered
+        enter ``const``. A capped ratio adjustment (CAISO, NYISO) is not affine: the plan uses the
+        unadjusted baseline there (the env pays the adjusted one), and events on later days use the
+        own-control history for the episode days before them."""
+        terms = []
+        for event in self.events:
+            e_abs = event.steps[(event.steps >= start) & (event.steps < start + steps)]
+            if event.settled or not len(e_abs):
+                continue
+            history, day_type, excluded, _ = self.history_and_event_day(event)
+            history = np.nan_to_num(history.sum(axis=2, keepdims=True))  # unmetered episode days: 0 (see above)
+            zeros = np.zeros((self.per_day, 1))
+            _, info = cbl.compute_baseline(self.baseline, history, day_type, excluded,
+                                           self._day_type(self._first_day + event.day), zeros, event.start, event.end)
+            unadjusted = info.unadjusted[:, 0]
+            day_row = (self._lookback + event.day) * self.per_day
+            interval = lambda step: step + self._origin - day_row  # noqa: E731  (episode step -> interval)
+            if info.adjustment_kind == "additive" or self.baseline == "pjm_same_day_3_2":
+                window_iv = np.concatenate([np.arange(*w) for w in info.adjustment_intervals])
+            else:
+                window_iv = np.zeros(0, int)
+            window_abs = window_iv + day_row - self._origin  # episode steps
+            weight = 1.0 / len(window_iv) if len(window_iv) else 0.0
+            known = window_abs < start  # already metered (or before the episode)
+            metered = self._metered[window_abs[known] + self._origin].sum() if known.any() else 0.0
+            if self.baseline == "pjm_same_day_3_2":
+                const = np.full(len(e_abs), weight * metered)
+            elif info.adjustment_kind == "additive":
+                const = unadjusted[interval(e_abs)] - unadjusted[window_iv].mean() + weight * metered
+            else:
+                const = unadjusted[interval(e_abs)]
+                weight = 0.0
+            future = window_abs[~known] - start
+            terms.append((e_abs - start, const, future[future < steps] if weight else future[:0], weight))
+        return terms
 
     def kpis(self) -> dict[str, float]:
         perf = self.delivered_kwh / self.committed_kwh if self.committed_kwh > 0 else float("nan")
         return {"dr_event_hours": self.event_steps * self.dt_h, "dr_committed_kwh": self.committed_kwh,
                 "dr_delivered_kwh": self.delivered_kwh, "dr_shortfall_kwh": self.shortfall_kwh,
-                "dr_performance": perf}
+                "dr_performance": perf, "dr_credited_kwh": self.credited_kwh,
+                "dr_counterfactual_kwh": self.counterfactual_kwh, "dr_unsettled_events": float(self.unsettled_events)}
 
     def step_info(self) -> dict[str, float]:
         return {"dr_event_active": float(self.active[min(self.t, self.episode_steps)]),
