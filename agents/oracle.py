@@ -14,8 +14,6 @@ report is the env's own.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
 from ..data.profiles import G
@@ -25,26 +23,7 @@ from .planning import InitialState, Plan, TaskSignals, plan_fleet
 from .policy import NoControl, SetpointPolicy
 
 
-def no_control_baseline(env: VppEnv, steps: int) -> np.ndarray:
-    """The own-control aggregate load (kW) of the next ``steps`` steps under no control: the DR / FR
-    baseline as the planner sees it. Rolls a copy of the env (profiles shared, not copied)."""
-    profiles = env.fleet.profiles
-    memo = {id(profiles): profiles, id(profiles.home): profiles.home, id(profiles.grid): profiles.grid,
-            id(env.fleet._table): env.fleet._table}
-    shadow = copy.deepcopy(env, memo)
-    policy = NoControl()
-    policy.reset(shadow)
-    out = np.zeros(steps)
-    for t in range(steps):
-        _, _, _, truncated, info = shadow.step(policy.act(None))
-        out[t] = info["default_aggregate_kw"]
-        if truncated:
-            out[t + 1:] = out[t]
-            break
-    return out
-
-
-def _signals(env: VppEnv, start: int, steps: int, baseline: np.ndarray | None, regulation: np.ndarray | None):
+def _signals(env: VppEnv, start: int, steps: int, regulation: np.ndarray | None):
     dr = next((t for t in env.tasks if isinstance(t, DemandResponse)), None)
     fr = next((t for t in env.tasks if isinstance(t, FrequencyRegulation)), None)
     if dr is None and fr is None:
@@ -54,7 +33,7 @@ def _signals(env: VppEnv, start: int, steps: int, baseline: np.ndarray | None, r
         active = np.zeros(steps, bool)
         upto = min(steps, len(dr.active) - start)
         active[:upto] = dr.active[start:start + upto]
-    return TaskSignals(baseline_kw=baseline, dr_active=active, reg_signal=regulation, start_step=start)
+    return TaskSignals(dr_active=active, reg_signal=regulation, start_step=start)
 
 
 def _terminal(env: VppEnv) -> tuple[float, np.ndarray] | None:
@@ -80,14 +59,12 @@ class Oracle(SetpointPolicy):
         f = env.fleet
         steps = env.episode_steps - f.t
         inputs = [f.scaled_inputs(f.t + k) for k in range(steps)]
-        needs_baseline = any(isinstance(t, FrequencyRegulation) for t in env.tasks)
-        baseline = no_control_baseline(env, steps) if needs_baseline else None
         fr = next((t for t in env.tasks if isinstance(t, FrequencyRegulation)), None)
         regulation = fr.signal[f.t:f.t + steps] if fr is not None else None
         ends = f.start_s + (f.t + 1 + np.arange(steps)) * f.dt_s
         after = f.scaled_inputs(f.t + steps)["ev_connected"]
         self.plan = plan_fleet(f, env.tasks, env.config.cost_weights, inputs, InitialState.of(f),
-                               _signals(env, f.t, steps, baseline, regulation), ends, self.time_limit_s,
+                               _signals(env, f.t, steps, regulation), ends, self.time_limit_s,
                                ev_connected_after=after, terminal=_terminal(env))
         self._t0 = f.t
 
@@ -152,7 +129,6 @@ class Mpc(SetpointPolicy):
         if now - self._planned_at >= self._every:
             steps = self._horizon
             inputs = [self._forecast(now + k, now) for k in range(steps)]
-            baseline = np.full(steps, float(f.default_net_kw.sum()))  # persistence of today's own-control load
             fr = next((t for t in self.env.tasks if isinstance(t, FrequencyRegulation)), None)
             regulation = None
             if fr is not None:
@@ -160,7 +136,7 @@ class Mpc(SetpointPolicy):
                 regulation[0] = fr.signal[min(now, fr.episode_steps)]
             ends = f.start_s + (now + 1 + np.arange(steps)) * f.dt_s
             plan = plan_fleet(f, self.env.tasks, self.env.config.cost_weights, inputs, InitialState.of(f),
-                              _signals(self.env, now, steps, baseline, regulation), ends, self.time_limit_s,
+                              _signals(self.env, now, steps, regulation), ends, self.time_limit_s,
                               terminal=_terminal(self.env), margins_c=self.margins_c)
             self.solve_s.append(plan.solve_s)
             self._plan, self._planned_at = plan.setpoints_kw, now

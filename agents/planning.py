@@ -58,7 +58,6 @@ class InitialState:
 class TaskSignals:
     """Per-step task inputs over the horizon (arrays of length T)."""
 
-    baseline_kw: np.ndarray | None = None  # fleet own-control load, for FR
     dr_active: np.ndarray | None = None
     start_step: int = 0  # episode step of the plan's first step (DR baselines are placed on the episode's clock)
     reg_signal: np.ndarray | None = None
@@ -265,10 +264,25 @@ def plan_fleet(fleet: Fleet, tasks: list[Task], weights: CostWeights, inputs: li
                               (w, np.broadcast_to(exp[window], (len(e),) + exp[window].shape))]
                 lp.le_sum(terms, const - task.commit_kw)
         elif isinstance(task, FrequencyRegulation):
-            target = signals.baseline_kw + signals.reg_signal * task.capacity_kw
+            # agg_t - point_t - err_up_t + err_dn_t = signal_t * capacity; the hour's declared point is an affine
+            # function of the planned load (the previous hour's mean metered load)
+            constant_cost -= task.capacity_price_per_kwh * task.capacity_kw_per_home * n * dt * T  # capacity credit
+            const, windows, w = task.declared_terms(signals.start_step, T)
             err_up = lp.var((T,), 0.0, np.inf, cost=task.penalty_per_kwh * dt)
             err_dn = lp.var((T,), 0.0, np.inf, cost=task.penalty_per_kwh * dt)
-            lp.eq_sum(net + [(-1.0, err_up), (1.0, err_dn)], target)
+            rhs = const + signals.reg_signal * task.capacity_kw
+            k = 0
+            while k < T:  # steps of one hour share their window
+                end = k + 1
+                while end < T and np.array_equal(windows[end], windows[k]):
+                    end += 1
+                rows, win = np.arange(k, end), windows[k]
+                terms = [(1.0, imp[rows]), (-1.0, exp[rows]), (-1.0, err_up[rows]), (1.0, err_dn[rows])]
+                if len(win):
+                    shape = (len(rows),) + imp[win].shape
+                    terms += [(-w, np.broadcast_to(imp[win], shape)), (w, np.broadcast_to(exp[win], shape))]
+                lp.eq_sum(terms, rhs[rows])
+                k = end
 
     offset = constant_cost
     if terminal is not None:  # value of the change in stored energy, as envs.terminal computes it

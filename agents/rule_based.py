@@ -128,10 +128,11 @@ class RuleBased(SetpointPolicy):
         surplus = np.maximum(-home_net, 0.0)
         if headroom is not None:
             return self._within_site_limit(self._share_headroom(sp, lo, de, headroom, p_min, p_max, peak_now), lo)
-        if self.fr is not None:
+        if self.fr is not None:  # the batteries hold the fleet at its declared point plus the signal
             share = b.params.max_charge_kw / max(float(b.params.max_charge_kw.sum()), 1e-9)
-            target = self.fr.signal[min(self.fr.t, self.fr.episode_steps)] * self.fr.capacity_kw * share
-            sp[BATTERY] = np.clip(target, p_min, p_max)
+            fleet_target = (float(self.fr.declared_kw.sum()) + self.fr.signal[min(self.fr.t, self.fr.episode_steps)]
+                            * self.fr.capacity_kw - float(home_net.sum()))
+            sp[BATTERY] = np.clip(fleet_target * share, p_min, p_max)
         elif shed:
             sp[BATTERY] = np.maximum(-np.maximum(home_net, 0.0), p_min)
         elif cheap_now:

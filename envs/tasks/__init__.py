@@ -2,7 +2,7 @@
 
 from .base import Task, split_by_weight
 from .demand_response import DemandResponse
-from .frequency_regulation import FrequencyRegulation, performance_score
+from .frequency_regulation import FrequencyRegulation, score_series
 from .peak_shaving import PeakShaving
 from .price_arbitrage import PriceArbitrage
 
@@ -22,4 +22,4 @@ def make_task(name: str, **params) -> Task:
 
 
 __all__ = ["TASKS", "DemandResponse", "FrequencyRegulation", "PeakShaving", "PriceArbitrage", "Task",
-           "make_task", "performance_score", "split_by_weight"]
+           "make_task", "score_series", "split_by_weight"]

@@ -29,6 +29,14 @@ from .base import Task, check_ranges, split_by_weight
 LOOKBACK_DAYS = {"pjm_high_4_of_5": 9, "pjm_same_day_3_2": 1, "caiso_10_in_10": 14, "nyiso_cbl": 18}
 
 
+#: what a method relaxes when the simulated history holds too few eligible days (PJM's own fallback for that
+#: case is not implemented in ``customer_baselines``): keep low-usage days / accept fewer like days
+#: (no low-usage screen: a threshold of -inf or +inf times a reference that may be negative on a net-exporting fleet)
+FALLBACK_OPTIONS = {"pjm_high_4_of_5": ({"low_usage_fraction": -np.inf}, {"low_usage_fraction": np.inf}),
+                    "nyiso_cbl": ({"low_usage_fraction": -np.inf}, {"low_usage_fraction": np.inf}),
+                    "caiso_10_in_10": ({"min_days": 1},), "pjm_same_day_3_2": ()}
+
+
 @dataclass
 class _Event:
     day: int  # episode day index (0 = the episode's first calendar day)
@@ -85,6 +93,7 @@ class DemandResponse(Task):
         self.credited_kwh = self.counterfactual_kwh = 0.0
         self.event_steps = 0
         self.unsettled_events = 0
+        self.fallbacks = 0
         self._cbl_now: np.ndarray | None = None
 
     def _sample_events(self, fleet: Fleet, episode_steps: int, rng: np.random.Generator) -> None:
@@ -184,6 +193,23 @@ class DemandResponse(Task):
         today = self._metered[days * self.per_day:(days + 1) * self.per_day]
         return history, day_type, excluded, today
 
+    def _fleet_baseline(self, history, day_type, excluded, event_day_type, today, event: _Event):
+        """The method on the fleet's load; with too few eligible days in the history, its relaxed form
+        (counted in ``dr_baseline_fallbacks``)."""
+        args = (self.baseline, history, day_type, excluded, event_day_type, today, event.start, event.end)
+        try:
+            return cbl.compute_baseline(*args)
+        except ValueError as err:
+            if "too few" not in str(err):
+                raise
+            self.fallbacks += 1
+            for options in FALLBACK_OPTIONS[self.baseline]:
+                try:
+                    return cbl.compute_baseline(*args, **options)
+                except ValueError:
+                    continue
+            raise
+
     def _baseline_of(self, event: _Event) -> np.ndarray:
         """The event day's CBL (intervals, N) by the configured method, per home.
 
@@ -192,9 +218,9 @@ class DemandResponse(Task):
         the same adjustment rule on its own load (its own additive adjustment; the fleet's ratio), so the
         homes' baselines sum to the fleet's exactly."""
         history, day_type, excluded, today = self.history_and_event_day(event)
-        fleet_base, info = cbl.compute_baseline(
-            self.baseline, history.sum(axis=2, keepdims=True), day_type, excluded,
-            self._day_type(self._first_day + event.day), today.sum(axis=1, keepdims=True), event.start, event.end)
+        fleet_base, info = self._fleet_baseline(history.sum(axis=2, keepdims=True), day_type, excluded,
+                                                self._day_type(self._first_day + event.day),
+                                                today.sum(axis=1, keepdims=True), event)
         if self.baseline == "pjm_same_day_3_2":
             windows = np.concatenate([np.arange(*w) for w in info.adjustment_intervals])
             base = np.full(today.shape, np.nan)
@@ -244,8 +270,10 @@ class DemandResponse(Task):
             history, day_type, excluded, _ = self.history_and_event_day(event)
             history = np.nan_to_num(history.sum(axis=2, keepdims=True))  # unmetered episode days: 0 (see above)
             zeros = np.zeros((self.per_day, 1))
-            _, info = cbl.compute_baseline(self.baseline, history, day_type, excluded,
-                                           self._day_type(self._first_day + event.day), zeros, event.start, event.end)
+            fallbacks = self.fallbacks
+            _, info = self._fleet_baseline(history, day_type, excluded, self._day_type(self._first_day + event.day),
+                                           zeros, event)
+            self.fallbacks = fallbacks  # planning is not settlement
             unadjusted = info.unadjusted[:, 0]
             day_row = (self._lookback + event.day) * self.per_day
             interval = lambda step: step + self._origin - day_row  # noqa: E731  (episode step -> interval)
@@ -273,7 +301,8 @@ class DemandResponse(Task):
         return {"dr_event_hours": self.event_steps * self.dt_h, "dr_committed_kwh": self.committed_kwh,
                 "dr_delivered_kwh": self.delivered_kwh, "dr_shortfall_kwh": self.shortfall_kwh,
                 "dr_performance": perf, "dr_credited_kwh": self.credited_kwh,
-                "dr_counterfactual_kwh": self.counterfactual_kwh, "dr_unsettled_events": float(self.unsettled_events)}
+                "dr_counterfactual_kwh": self.counterfactual_kwh, "dr_unsettled_events": float(self.unsettled_events),
+                "dr_baseline_fallbacks": float(self.fallbacks)}
 
     def step_info(self) -> dict[str, float]:
         return {"dr_event_active": float(self.active[min(self.t, self.episode_steps)]),

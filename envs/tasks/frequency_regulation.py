@@ -1,10 +1,13 @@
-"""Frequency regulation: track a seconds-resolution regulation signal with committed capacity.
+"""Frequency regulation: track a seconds-resolution regulation signal with committed capacity, scored as PJM
+scores it.
 
-Target aggregate = baseline + signal * capacity (consumption convention: a positive signal asks
-the fleet to consume more, i.e. regulation down). The baseline is the fleet's own-control load
-this step. Scored at episode end like a grid operator's regulation performance score
-(PJM Manual 12 style): accuracy (best correlation over delays 0..5 min), delay and precision
-on 10-second samples, each in [0, 1], averaged.
+The fleet declares an operating point for every hour of the episode (per home; PJM measures a regulating
+resource's response as its deviation from the point declared for the hour): its mean metered load over the hour
+before (for the first hour, the homes' own-control load then, simulated at reset).
+Target = declared point + signal x capacity (consumption convention: a positive signal asks the fleet to consume
+more). Each step pays the capacity credit and charges ``penalty_per_kwh`` per kWh of tracking error, split
+across the homes whose deviation points the wrong way. The KPIs are PJM's performance score
+(``envs.regulation_score``: accuracy, delay, precision on 10-second samples, per hour, averaged).
 """
 
 from __future__ import annotations
@@ -12,41 +15,40 @@ from __future__ import annotations
 import numpy as np
 
 from ...data.synthetic import regulation_signal
+from .. import regulation_score
 from ..fleet import Fleet, StepOutcome
 from .base import Task, check_ranges, split_by_weight
 
 
-def performance_score(signal: np.ndarray, response: np.ndarray, dt_s: float,
-                      sample_s: float = 10.0, max_delay_s: float = 300.0) -> dict[str, float]:
-    """Accuracy, delay, precision and their mean for a normalised response to a signal."""
-    k = max(1, int(round(sample_s / dt_s)))
-    n = (len(signal) // k) * k
-    if n < 2 * k:
-        return {"reg_accuracy": float("nan"), "reg_delay": float("nan"), "reg_precision": float("nan"),
-                "reg_score": float("nan")}
-    s = signal[:n].reshape(-1, k).mean(axis=1)
-    r = response[:n].reshape(-1, k).mean(axis=1)
-    max_lag = min(int(max_delay_s // (k * dt_s)), len(s) - 2)
-    best_corr, best_lag = -1.0, 0
-    for lag in range(max_lag + 1):  # at most 31 lags on 10 s samples
-        a, b = s[: len(s) - lag], r[lag:]
-        if a.std() < 1e-12 or b.std() < 1e-12:
-            continue
-        c = float(np.corrcoef(a, b)[0, 1])
-        if c > best_corr:
-            best_corr, best_lag = c, lag
-    accuracy = max(best_corr, 0.0)
-    delay = abs((best_lag * k * dt_s - max_delay_s) / max_delay_s)
-    mean_abs = np.abs(s).mean()
-    precision = max(0.0, 1.0 - np.abs(r - s).mean() / mean_abs) if mean_abs > 0 else float("nan")
-    return {"reg_accuracy": accuracy, "reg_delay": delay, "reg_precision": float(precision),
-            "reg_score": float((accuracy + delay + precision) / 3.0)}
+def score_series(signal: np.ndarray, response: np.ndarray, dt_s: float) -> dict[str, float]:
+    """PJM's hourly performance score of a response to a signal sampled every ``dt_s``, averaged over the
+    complete hours (a shorter run is scored as one window); NaN where the resolution cannot show a delay."""
+    nan = {"reg_accuracy": float("nan"), "reg_delay": float("nan"), "reg_precision": float("nan"),
+           "reg_score": float("nan")}
+    if dt_s < 10.0 and 10.0 % dt_s == 0:  # average onto PJM's 10-second samples
+        k = int(round(10.0 / dt_s))
+        n = (len(signal) // k) * k
+        signal, response = signal[:n].reshape(-1, k).mean(axis=1), response[:n].reshape(-1, k).mean(axis=1)
+        sample_s = 10.0
+    elif 300.0 % dt_s == 0:
+        sample_s = float(dt_s)
+    else:
+        return nan
+    per_hour = int(round(3600.0 / sample_s))
+    if len(signal) >= per_hour:
+        score = regulation_score.hourly_scores(signal, response, sample_s, drop_incomplete=True)
+        parts = [float(np.nanmean(getattr(score, name))) for name in ("accuracy", "delay", "precision", "composite")]
+    elif len(signal) >= int(300.0 / sample_s) + 2:
+        score = regulation_score.performance_score(signal, response, sample_s)
+        parts = [float(getattr(score, name)) for name in ("accuracy", "delay", "precision", "composite")]
+    else:
+        return nan
+    return dict(zip(("reg_accuracy", "reg_delay", "reg_precision", "reg_score"), parts))
 
 
 class FrequencyRegulation(Task):
-    """Penalty ``penalty_per_kwh`` $ per kWh of tracking error, split across the homes whose
-    deviation from their own-control load points the wrong way; capacity credit
-    ``capacity_price_per_kwh`` $ per kW-h committed."""
+    """Penalty ``penalty_per_kwh`` $ per kWh of tracking error, split across the homes whose deviation from
+    their declared point points the wrong way; capacity credit ``capacity_price_per_kwh`` $ per kW-h committed."""
 
     name = "frequency_regulation"
     obs_names = ("reg_signal", "reg_capacity_per_home_kw", "reg_last_error_per_home_kw")
@@ -70,6 +72,13 @@ class FrequencyRegulation(Task):
         self.response = np.zeros(episode_steps)
         self.error_kw = 0.0
         self.error_kwh = 0.0
+        self.hour_steps = max(1, round(3600 / fleet.dt_s))
+        # the first hour's point: the homes' mean own-control load over the hour before the episode (metered)
+        self.first_declared_kw = fleet.simulate_own_control(fleet.start_s - self.hour_steps * fleet.dt_s,
+                                                            self.hour_steps, rng).mean(axis=0)
+        self.declared_kw = self.first_declared_kw.copy()
+        self._hour_sum = np.zeros(fleet.n)
+        self._metered_fleet = np.zeros(episode_steps)
 
     def observation(self, fleet: Fleet) -> np.ndarray:
         return np.array([self.signal[min(self.t, self.episode_steps)], self.capacity_kw_per_home,
@@ -78,7 +87,12 @@ class FrequencyRegulation(Task):
     def reward(self, fleet: Fleet, outcome: StepOutcome) -> np.ndarray:
         t = min(self.t, self.episode_steps - 1)
         self.t += 1
-        deviation = outcome.net_kw - outcome.default_net_kw
+        deviation = outcome.net_kw - self.declared_kw
+        self._hour_sum += outcome.net_kw
+        self._metered_fleet[t] = float(outcome.net_kw.sum(dtype=np.float64))
+        if self.t % self.hour_steps == 0:  # the next hour's point: this hour's mean metered load
+            self.declared_kw = self._hour_sum / self.hour_steps
+            self._hour_sum = np.zeros(self.n)
         total_dev = float(deviation.sum(dtype=np.float64))
         self.response[t] = total_dev / self.capacity_kw if self.capacity_kw > 0 else 0.0
         self.error_kw = float(total_dev - self.signal[t] * self.capacity_kw)
@@ -89,9 +103,29 @@ class FrequencyRegulation(Task):
         wrong_way = np.maximum(np.sign(self.error_kw) * deviation, 0.0)
         return credit - split_by_weight(self.penalty_per_kwh * abs(self.error_kw) * self.dt_h, wrong_way)
 
+    def declared_terms(self, start: int, steps: int) -> tuple[np.ndarray, list[np.ndarray], float]:
+        """The fleet's declared point over plan steps [start, start + steps) as an affine function of the
+        planned fleet load: (const (steps,), per step the plan-relative steps whose mean it is (empty: const
+        alone), weight). Hours whose previous hour is already metered are constants."""
+        h = self.hour_steps
+        const = np.zeros(steps)
+        windows: list[np.ndarray] = []
+        for k in range(steps):
+            t = start + k
+            hour = t // h
+            if hour == 0:
+                const[k] = float(self.first_declared_kw.sum())
+                windows.append(np.zeros(0, int))
+                continue
+            prev = np.arange((hour - 1) * h, hour * h)
+            known = prev < start
+            const[k] = float(self._metered_fleet[prev[known]].sum()) / h if known.any() else 0.0
+            windows.append(prev[~known] - start)
+        return const, windows, 1.0 / h
+
     def kpis(self) -> dict[str, float]:
         n = min(self.t, self.episode_steps)
-        out = performance_score(self.signal[:n], self.response[:n], self.dt_s)
+        out = score_series(self.signal[:n], self.response[:n], self.dt_s)
         out["reg_error_kwh"] = self.error_kwh
         out["reg_capacity_kw"] = self.capacity_kw
         return out
