@@ -199,3 +199,18 @@ def test_oracle_objective_is_the_env_return_with_demand_response_against_a_custo
     oracle, total, info = _replay_oracle(env)
     assert info["kpis"]["dr_event_hours"] > 0 and info["kpis"]["dr_unsettled_events"] == 0
     assert total == pytest.approx(-oracle.plan.objective, rel=1e-4, abs=1e-3)
+
+
+@pytest.mark.parametrize(("tasks", "kw"), [
+    ({"frequency_regulation": {}}, {"dt_s": 60, "episode_hours": 3.0}),
+    ({"frequency_regulation": {}, "price_arbitrage": {}}, {"dt_s": 60, "episode_hours": 2.0}),
+    ({"price_arbitrage": {}, "peak_shaving": {}, "demand_response": {}}, {}),
+])
+def test_oracle_objective_is_the_env_return_for_regulation_and_task_combinations(tasks, kw):
+    """Regulation pays against the hour's declared point (the previous hour's mean metered load: affine in the
+    plan) plus a constant capacity credit; with every task combined the LP objective is still the return."""
+    env = VppEnv(task=tasks, fleet=FleetConfig(num_homes=6, seed=1), start_day=100, **kw)
+    env.set_perfect_foresight(True)
+    env.reset(seed=0)
+    oracle, total, _ = _replay_oracle(env)
+    assert total == pytest.approx(-oracle.plan.objective, rel=1e-4, abs=1e-3)
