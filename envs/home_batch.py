@@ -73,4 +73,5 @@ class VppHomeBatchEnv(gym.Env):
         for key in ("kpis", "shield", "shield_moved_kw"):
             if key in info:
                 out[key] = info[key]
-        return self.env.agent_observations(), float(reward.mean(dtype=np.float64)), False, truncated, out
+        terminated, truncated = self.env.end_flags(truncated)
+        return self.env.agent_observations(), float(reward.mean(dtype=np.float64)), terminated, truncated, out

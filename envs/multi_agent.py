@@ -54,12 +54,13 @@ class VppMultiAgentEnv(MultiAgentEnv):
 
     def step(self, action_dict: dict[str, np.ndarray]):
         action = stack_agent_actions(action_dict, self._index, self.env.n)  # missing agents: the default
-        reward, truncated, info = self.env.advance_action(action, self.shield, self.penalty_per_kwh)
+        reward, done, info = self.env.advance_action(action, self.shield, self.penalty_per_kwh)
         obs = dict(zip(self.agents, self.env.agent_observations()))
         rewards = dict(zip(self.agents, reward.tolist()))
-        terminateds = {"__all__": False}
+        terminated, truncated = self.env.end_flags(done)
+        terminateds = {"__all__": terminated}
         truncateds = {"__all__": truncated}
         common = {k: v for k, v in info.items() if k not in ("costs", "reward_per_home")}
-        if truncated:
+        if done:
             self.agents = []
         return obs, rewards, terminateds, truncateds, {"__common__": common}

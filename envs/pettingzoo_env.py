@@ -53,15 +53,16 @@ class VppParallelEnv(ParallelEnv):
 
     def step(self, actions: dict[str, np.ndarray]):
         action = stack_agent_actions(actions, self._index, self.env.n)
-        reward, truncated, info = self.env.advance_action(action, self.shield, self.penalty_per_kwh)
+        reward, done, info = self.env.advance_action(action, self.shield, self.penalty_per_kwh)
         agents = self.agents
         obs = dict(zip(agents, self.env.agent_observations()))
         rewards = dict(zip(agents, reward.tolist()))
-        terminations = dict.fromkeys(agents, False)
+        terminated, truncated = self.env.end_flags(done)
+        terminations = dict.fromkeys(agents, terminated)
         truncations = dict.fromkeys(agents, truncated)
         costs = info["costs"]
         infos = {a: {k: float(v[i]) for k, v in costs.items()} for i, a in enumerate(agents)}
-        if truncated:
+        if done:
             self.agents = []
         return obs, rewards, terminations, truncations, infos
 

@@ -53,6 +53,12 @@ class ScenarioConfig:
         see ``envs.splits``.
     :param climate: the default scenario's typical-year weather (``greensboro``; held out: ``miami``,
         ``sand_point``).
+    :param shaping_gamma: the discount the learner uses: the terminal value is paid step by step as
+        ``gamma * Phi(s') - Phi(s)`` (potential-based shaping exact for that discount: the discounted sum is
+        ``gamma^T Phi(s_T) - Phi(s_0)``). 1 (default) for evaluation: rewards then sum to the scored return.
+    :param horizon_is_terminal: end episodes with ``terminated`` instead of ``truncated``: the scored problem
+        ends at the horizon, where the terminal value prices what is stored, so a learner must not bootstrap
+        a value beyond it (training sets this; Gymnasium's time-limit convention is the default).
     :param forecast: how inputs of the step being decided are forecast for everything that decides
         (observations, rules, MPC, shield); see ``envs.forecast``. The oracle needs ``ForecastConfig.perfect()``.
     """
@@ -69,6 +75,8 @@ class ScenarioConfig:
     forecast: ForecastConfig = field(default_factory=ForecastConfig)
     days: str = "all"
     climate: str = DEFAULT_CLIMATE
+    shaping_gamma: float = 1.0
+    horizon_is_terminal: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.fleet, dict):
@@ -89,6 +97,8 @@ class ScenarioConfig:
         if self.start_day is not None and not 0 <= self.start_day <= 365:
             raise ValueError(f"ScenarioConfig.start_day must be in [0, 365] or None, got {self.start_day!r}")
         check_split("ScenarioConfig.days", self.days)
+        if not 0.0 <= self.shaping_gamma <= 1.0:
+            raise ValueError(f"ScenarioConfig.shaping_gamma must be in [0, 1], got {self.shaping_gamma!r}")
         check_climate("ScenarioConfig.climate", self.climate)
         if self.dataset is not None and self.climate != DEFAULT_CLIMATE:
             raise ValueError(f"ScenarioConfig.climate={self.climate!r} applies to the default scenario only; a "

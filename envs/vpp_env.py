@@ -193,13 +193,13 @@ class VppEnv(gym.Env):
     def step_setpoints(self, setpoints_kw: np.ndarray):
         """Step with device-major kW setpoints (D, N) instead of an action: the entry point of the safety
         shield and the dispatch loop, which compute setpoints themselves."""
-        reward_home, truncated, info = self.advance(setpoints_kw)
-        return self._observe(), float(reward_home.mean(dtype=np.float64)), False, truncated, info
+        reward_home, done, info = self.advance(setpoints_kw)
+        return (self._observe(), float(reward_home.mean(dtype=np.float64))) + self.end_flags(done) + (info,)
 
     def step_action(self, action: np.ndarray, shield: Any = None, penalty_per_kwh: float = 0.0):
         """``step`` through ``shield`` (see :meth:`advance_action`): the Gymnasium 5-tuple."""
-        reward_home, truncated, info = self.advance_action(action, shield, penalty_per_kwh)
-        return self._observe(), float(reward_home.mean(dtype=np.float64)), False, truncated, info
+        reward_home, done, info = self.advance_action(action, shield, penalty_per_kwh)
+        return (self._observe(), float(reward_home.mean(dtype=np.float64))) + self.end_flags(done) + (info,)
 
     def advance_action(self, action: np.ndarray, shield: Any = None,
                        penalty_per_kwh: float = 0.0) -> tuple[np.ndarray, bool, dict]:
@@ -223,6 +223,11 @@ class VppEnv(gym.Env):
             info["reward_per_home"] = reward
         return reward, truncated, info
 
+    def end_flags(self, done: bool) -> tuple[bool, bool]:
+        """(terminated, truncated) for an episode that is ``done`` at its horizon (see
+        ``ScenarioConfig.horizon_is_terminal``)."""
+        return (done, False) if self.config.horizon_is_terminal else (False, done)
+
     def advance(self, setpoints_kw: np.ndarray) -> tuple[np.ndarray, bool, dict]:
         """Simulate one step without building an observation: (per-home reward, truncated, info).
         Shared by the centralized, multi-agent and PettingZoo views."""
@@ -239,11 +244,17 @@ class VppEnv(gym.Env):
             # the terminal value paid as it accrues: each step's change of stored energy at the terminal
             # price, building heat signed by this step's mode (envs.terminal); the credit lands on the step
             # that charged or drained storage instead of on the last one.
+            # With a learner's discount gamma < 1 the step pays gamma * Phi(s') - Phi(s) (shaping exact for that
+            # discount); the KPI keeps the scored, undiscounted value.
             other, building = stored_energy_parts(self.fleet)
-            gain = self._terminal_price * ((other - self._stored_prev[0])
-                                           + np.where(heating, 1.0, -1.0) * (building - self._stored_prev[1]))
+            sign = np.where(heating, 1.0, -1.0)
+            prev_other, prev_building = self._stored_prev
+            gain = self._terminal_price * ((other - prev_other) + sign * (building - prev_building))
+            g = self.config.shaping_gamma
+            shaped = gain if g == 1.0 else self._terminal_price * ((g * other - prev_other)
+                                                                   + sign * (g * building - prev_building))
             self._stored_prev = (other, building)
-            reward_home = reward_home + gain
+            reward_home = reward_home + shaped
             self._terminal_value += float(gain.sum())
             info["reward_per_home"] = reward_home
         if truncated:

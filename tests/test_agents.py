@@ -8,7 +8,7 @@ import pytest
 from vpprl.agents.oracle import Mpc, Oracle
 from vpprl.agents.policy import NoControl
 from vpprl.agents.rule_based import RuleBased, RuleConfig
-from vpprl.data.profiles import GRID_CHANNELS, HOME_CHANNELS, H, Profiles
+from vpprl.data.profiles import GRID_CHANNELS, HOME_CHANNELS, G, H, Profiles
 from vpprl.envs import FleetConfig, VppEnv
 from vpprl.envs.fleet import BATTERY
 from vpprl.envs.fleet_config import Ownership
@@ -26,7 +26,7 @@ def rollout(policy, env: VppEnv, seed: int = 1) -> tuple[float, dict]:
     return total, info["kpis"]
 
 
-def battery_only_env() -> VppEnv:
+def battery_only_env(**scenario) -> VppEnv:
     """One home, a 10 kWh / 5 kW battery, 2 hourly steps: load 0 then 2 kW, price 0.1 then 0.5 $/kWh."""
     home = np.zeros((2, 1, len(HOME_CHANNELS)), dtype=np.float32)
     home[:, 0, H["base_load_kw"]] = [0.0, 2.0]
@@ -37,7 +37,8 @@ def battery_only_env() -> VppEnv:
     fleet = FleetConfig(num_homes=1, ownership=Ownership(1.0, 0, 0, 0, 0, 0), battery_kwh=(10.0, 10.0),
                         battery_c_rate=(0.5, 0.5), battery_reserve_soc=(0.0, 0.0), load_scale_sigma=0.0,
                         max_day_shift=0, time_jitter_minutes=0.0)
-    return VppEnv(profiles=profiles, task="price_arbitrage", fleet=fleet, dt_s=3600, episode_hours=2.0, start_day=0)
+    return VppEnv(profiles=profiles, task="price_arbitrage", fleet=fleet, dt_s=3600, episode_hours=2.0, start_day=0,
+                  **scenario)
 
 
 class TestOracle:
@@ -214,3 +215,31 @@ def test_oracle_objective_is_the_env_return_for_regulation_and_task_combinations
     env.reset(seed=0)
     oracle, total, _ = _replay_oracle(env)
     assert total == pytest.approx(-oracle.plan.objective, rel=1e-4, abs=1e-3)
+
+
+@pytest.mark.parametrize("gamma", [0.9, 0.5])
+def test_terminal_value_shaping_is_exact_for_the_learners_discount(gamma):
+    """Charge in hour 1, hold in hour 2. With the stored energy's value Phi = terminal price x eta_d x E paid as
+    gamma Phi(s') - Phi(s), the discounted return is the discounted bill plus gamma^2 Phi(s_2) - Phi(s_0) (worked
+    from the battery's energies); paying Phi(s') - Phi(s) instead adds (1 - gamma) Phi(s_1): a bonus for merely
+    holding energy. The episode ends terminated (no value beyond the priced horizon), and the KPI keeps the
+    scored, undiscounted terminal value."""
+    env = battery_only_env(shaping_gamma=gamma, horizon_is_terminal=True)
+    env.reset(seed=0)
+    b = env.fleet.battery
+    price, eta = env.terminal_value_settings()[0], float(b.params.discharge_efficiency[0])
+    energy = [float(b.energy_kwh[0])]
+    rewards, bills = [], []
+    for action in (1.0, 0.0):
+        _, reward, terminated, truncated, info = env.step(np.array([action, 0, 0, 0, 0, 0], np.float32))
+        rewards.append(reward)
+        energy.append(float(b.energy_kwh[0]))
+        out = env.fleet.last_outcome
+        bills.append(-float(out.grid[G["price_import"]]) * max(float(out.net_kw[0]), 0.0) * 1.0
+                     - float(out.degradation_cost[0]))
+    phi = [price * eta * e for e in energy]
+    assert energy[1] > energy[0] + 1.0  # it did charge
+    assert terminated and not truncated
+    assert rewards[0] + gamma * rewards[1] == pytest.approx(bills[0] + gamma * bills[1] + gamma ** 2 * phi[2] - phi[0],
+                                                            rel=1e-5)
+    assert info["kpis"]["terminal_value"] == pytest.approx(phi[2] - phi[0], rel=1e-5)

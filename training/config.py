@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..agents.rule_based import RuleConfig
 from ..deployment.wrappers import MAX_PENALTY_PER_KWH
 from ..envs.fleet_config import FleetConfig
 from ..envs.tasks.base import check_ranges
 from ..envs.vpp_env import scenario_from_kwargs
-from .evaluation import MpcConfig, check_policy_names, check_seed
+from .evaluation import MpcConfig, check_policy_names, check_seed, task_dict
 
 LEARNERS = ("rllib_ppo", "sb3_ppo", "sb3_sac")
 CHECKPOINT_MARKERS = {"rllib_ppo": "rllib_checkpoint.json", "sb3_ppo": "model.zip", "sb3_sac": "model.zip"}
@@ -120,6 +121,7 @@ class TrainConfig:
     """One training run: scenario, agent, shield, budget, evaluation.
 
     :param task: a task name or several joined by '+'.
+    :param task_params: keyword parameters per task, e.g. ``{demand_response: {baseline: caiso_10_in_10}}``.
     :param days: the days training episodes start on: ``train`` (default: never a held-out day, see
         ``envs.splits``) or ``all``; the final evaluation then runs on ``held_out`` days (or ``all``).
     :param eval_start_days: held-out days for the final evaluation (episodes start at random days in training).
@@ -141,6 +143,7 @@ class TrainConfig:
     eval_seeds: list[int] = field(default_factory=lambda: [100, 101, 102])
     eval_start_days: list[int] | None = field(default_factory=lambda: [30, 100, 205])
     days: str = "train"
+    task_params: dict[str, Any] = field(default_factory=dict)
     resume_from: str | None = None
     ray_address: str | None = None
     tensorboard: bool = True
@@ -176,9 +179,12 @@ class TrainConfig:
         return "held_out" if self.days == "train" else "all"
 
     def env_kwargs(self, days: str | None = None) -> dict:
-        """Keyword arguments of ``VppEnv`` for this run's scenario (training days unless ``days`` is given)."""
-        kwargs = {"task": {t.strip(): {} for t in self.task.split("+")}, "fleet": self.fleet, "dt_s": self.dt_s,
+        """Keyword arguments of ``VppEnv`` for this run's scenario: the training env (training days, the terminal
+        value shaped for the agent's discount) unless ``days`` names another split (scored as is)."""
+        kwargs = {"task": task_dict(self.task, self.task_params), "fleet": self.fleet, "dt_s": self.dt_s,
                   "episode_hours": self.episode_hours, "days": days or self.days}
+        if days is None and self.agent.name in LEARNERS:  # the scored problem, for a discounting learner
+            kwargs.update(shaping_gamma=self.agent.gamma, horizon_is_terminal=True)
         if self.dataset:
             kwargs.update(dataset=self.dataset, citylearn_replicate=True)
         return kwargs

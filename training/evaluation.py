@@ -34,6 +34,16 @@ TABLE_COLUMNS = ("return", "oracle_savings_captured", "energy_cost", "energy_cos
                  "wall_s")
 
 
+def task_dict(task: str, params: dict | None) -> dict:
+    """``{task name: its parameters}`` for a '+'-joined task string; parameters of a task not in it are an
+    error (they would be ignored)."""
+    names = [t.strip() for t in task.split("+")]
+    stray = sorted(set(params or {}) - set(names))
+    if stray:
+        raise ValueError(f"task_params names {stray}, which are not in task={task!r}")
+    return {name: dict((params or {}).get(name) or {}) for name in names}
+
+
 def check_seed(field_name: str, seed: int) -> None:
     """ValueError naming the field unless ``seed`` is an integer in [0, 2**32) (numpy, torch and RLlib
     accept these)."""
@@ -87,6 +97,7 @@ class EvaluateConfig:
     start_days: list[int] | None = None
     days: str = "held_out"
     climate: str = "greensboro"
+    task_params: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     episode_hours: float = 24.0
     dt_s: int = 900
@@ -121,7 +132,7 @@ class EvaluateConfig:
         return None if self.start_days is None else self.start_days[min(episode, len(self.start_days) - 1)]
 
     def tasks(self) -> dict:
-        return {name.strip(): {} for name in self.task.split("+")}
+        return task_dict(self.task, self.task_params)
 
 
 def make_policy(name: str, cfg: EvaluateConfig) -> Policy:
