@@ -37,6 +37,7 @@ BUDGET = {  # command prefix -> arguments appended
     "python benchmarks/train_throughput.py": "--quick --iterations 1 --out {tmp}/r.json",
     "python benchmarks/train_quality.py": "--quick --minutes 0.1 --work-dir {tmp}/tq --out {tmp}/r.json",
     "python benchmarks/physics_checks.py": "--out {tmp}/r.json",
+    "python benchmarks/dr_baselines.py": "--homes 5 --out {tmp}/r.json",
 }
 COMPOSED_ONLY = {"launcher=slurm": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
                  "launcher=ray_cluster": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}
