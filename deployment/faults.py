@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
+from ..envs.devices import map_action
 from ..envs.fleet import BATTERY, EV, NUM_DEVICE_CLASSES, THERMOSTAT, WATER_HEATER, Fleet
-from ..envs.observation import HOME_FEATURES
+from ..envs.observation import BASE_GLOBAL_FEATURES, HOME_FEATURES
 from ..envs.vpp_env import VppEnv
 from .shield import Shield
 
@@ -153,8 +154,9 @@ class TelemetryEstimator:
         return np.clip(self.last_good - spread, lo, hi), np.clip(self.last_good + spread, lo, hi)
 
 
-def _set_state(fleet: Fleet, states: dict[str, np.ndarray]) -> None:
-    """Put ``states`` into the fleet and recompute this step's derived limits (exogenous inputs kept)."""
+def set_device_states(fleet: Fleet, states: dict[str, np.ndarray]) -> None:
+    """Put device ``states`` (battery and EV kWh, indoor and tank degC) into the fleet and recompute this step's
+    derived limits (exogenous inputs kept): to evaluate what a belief implies, or to move the truth in tests."""
     dtype = fleet.battery.energy_kwh.dtype
     for device, value in states.items():
         arr = value.astype(dtype)
@@ -180,9 +182,9 @@ def believed_safe_bounds(shield: Shield, fleet: Fleet, intervals: dict[str, tupl
     true = {d: _true_state(fleet, d) for d in intervals}
     bounds = []
     for end in (0, 1):
-        _set_state(fleet, {d: iv[end] for d, iv in intervals.items()})
+        set_device_states(fleet, {d: iv[end] for d, iv in intervals.items()})
         bounds.append(shield.safe_bounds(fleet)[:2])
-    _set_state(fleet, true)
+    set_device_states(fleet, true)
     lo = np.maximum(bounds[0][0], bounds[1][0])
     hi = np.minimum(bounds[0][1], bounds[1][1])
     return lo, hi, lo > hi + 1e-6
@@ -200,6 +202,7 @@ class CommFaultWrapper(gym.Wrapper):
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._col = {name: j for j, name in enumerate(HOME_FEATURES)}
+        self._aggregate_col = BASE_GLOBAL_FEATURES.index("aggregate_kw_per_home/5")
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """``reset(seed=s)`` also re-seeds the faults (from the wrapper's ``seed`` and ``s``), so the same
@@ -214,8 +217,9 @@ class CommFaultWrapper(gym.Wrapper):
                                                  [self.faults.of(d) for d in STATEFUL]) + 1)
         self.stats = {"telemetry_lost": 0, "telemetry_rejected": 0, "commands_lost": 0, "commands_expired": 0,
                       "released_to_local_control": 0}
+        self._net_seen = fleet.net_kw.astype(np.float64).copy()
         self._read_telemetry(fleet, tick=False)
-        return self._believed_obs(obs), info
+        return self.believed_observation(obs), info
 
     # ----- telemetry --------------------------------------------------------------------------
     def _read_telemetry(self, fleet: Fleet, tick: bool = True) -> None:
@@ -240,26 +244,54 @@ class CommFaultWrapper(gym.Wrapper):
             est.update(fleet, reading, received, age)
             self.stats["telemetry_rejected"] += est.rejected - before
 
-    def _believed_obs(self, obs: np.ndarray) -> np.ndarray:
+    def _believed(self, fleet: Fleet):
+        """A context in which the fleet's device states are the believed ones (restored after)."""
+        wrapper = self
+
+        class _Belief:
+            def __enter__(self):
+                self.true = {d: _true_state(fleet, d) for d in STATEFUL}
+                set_device_states(fleet, {d: est.last_good for d, est in wrapper.estimators.items()})
+                return fleet
+
+            def __exit__(self, *exc):
+                set_device_states(fleet, self.true)
+                return False
+
+        return _Belief()
+
+    def believed_setpoints(self, action: np.ndarray) -> np.ndarray:
+        """(D, N) kW the dispatcher commands for a default-relative action: mapped with the ranges its
+        believed device states imply (before the step's truth is revealed)."""
+        fleet = self.env.unwrapped.fleet
+        with self._believed(fleet):
+            a = fleet.sanitize_action(action)
+            lo, de, hi = fleet.action_ranges()
+            return np.stack([map_action(a[j], lo[j], de[j], hi[j]) for j in range(NUM_DEVICE_CLASSES)]).astype(
+                np.float64)
+
+    def believed_observation(self, obs: np.ndarray) -> np.ndarray:
+        """The observation as the dispatcher can build it: every state-derived feature (SoC, temperatures,
+        thermal reach, own-control power, EV energy needed) from the believed state, and the metered net load
+        of the last step only where that home's telemetry arrived (else its last reading)."""
         vpp: VppEnv = self.env.unwrapped
         f, n, width = vpp.fleet, vpp.n, len(HOME_FEATURES)
+        with self._believed(f):
+            believed = vpp.agent_observations()
+        fresh = np.min([est.age for est in self.estimators.values()], axis=0) == 0
+        self._net_seen = np.where(fresh, f.net_kw, self._net_seen)
+        believed[:, self._col["net_kw_last/10"]] = self._net_seen / 10.0
         home = obs[: n * width].reshape(n, width)
-        b = self.estimators["battery"].last_good
-        home[:, self._col["battery_soc"]] = b * f.battery._inv_capacity
-        th, wh = self.estimators["thermostat"].last_good, self.estimators["water_heater"].last_good
-        obs_builder = vpp._obs
-        home[:, self._col["indoor_temp_rel_band"]] = th * obs_builder._th_scale - obs_builder._th_offset
-        home[:, self._col["tank_temp_rel_band"]] = wh * obs_builder._wh_scale - obs_builder._wh_offset
-        ev = f.ev
-        home[:, self._col["ev_needed_kwh/50"]] = np.where(
-            ev.connected, np.maximum(ev.target_kwh - self.estimators["ev"].last_good, 0.0), 0.0) / 50.0
+        home[:] = believed[:, :width]
+        obs[n * width + self._aggregate_col] = float(self._net_seen.sum()) / n / 5.0
         return obs
 
     # ----- step -------------------------------------------------------------------------------
     def step(self, action: np.ndarray):
         vpp: VppEnv = self.env.unwrapped
         fleet = vpp.fleet
-        requested = fleet.setpoints_from_action(action)
+        requested = self.believed_setpoints(action)
+        fleet.reveal()  # the shield runs where the devices are: the step's true conditions, believed states
         intervals = {d: est.interval(fleet) for d, est in self.estimators.items()}
         lo, hi, conflict = believed_safe_bounds(self.shield, fleet, intervals)
         stale = np.zeros_like(conflict)
@@ -280,11 +312,11 @@ class CommFaultWrapper(gym.Wrapper):
         commanded = np.where(release, np.nan, result.setpoints_kw)  # NaN = no command: own control
         self.stats["released_to_local_control"] += int(release.sum())
         applied = self._deliver(fleet, commanded)
-        applied = np.where(np.isnan(applied), fleet.action_ranges()[1], applied)
+        # NaN: no command reached the device, which runs its own control under the step's true conditions
         obs, reward, terminated, truncated, info = vpp.step_setpoints(applied)
         self._read_telemetry(fleet)
         info["comm_faults"] = dict(self.stats)
-        return self._believed_obs(obs), reward, terminated, truncated, info
+        return self.believed_observation(obs), reward, terminated, truncated, info
 
     def _deliver(self, fleet: Fleet, commanded: np.ndarray) -> np.ndarray:
         """What reaches each device this step: a (possibly late) command, or NaN for none."""

@@ -106,3 +106,39 @@ def test_reset_with_a_seed_reproduces_the_faults_and_passes_check_env():
     for x, y in zip(first, second):
         np.testing.assert_array_equal(x, y)
     check_env(env, skip_render_check=True)
+
+
+def test_observation_and_action_map_come_from_the_believed_state():
+    """All telemetry lost after the first reading: the dispatcher's view is frozen. Moving the true device
+    states (SoC, indoor and tank temperatures, EV energy) leaves every feature of the observation and the kW the
+    same action commands unchanged; with telemetry arriving, the observation follows the truth (the test can
+    fail)."""
+    from vpprl.deployment.faults import set_device_states
+
+    def setup(drop: float):
+        env = CommFaultWrapper(VppEnv(task="price_arbitrage", fleet=FleetConfig(num_homes=12, seed=3, ownership=Ownership(
+            0.8, 0.8, 0.5, 0.8, 0.8, 0.0))), FaultConfig(devices={d: DeviceFaults(telemetry_drop=drop) for d in DEVICES}),
+            seed=0)
+        env.reset(seed=0)
+        env.step(np.zeros(env.action_space.shape))  # one step: the telemetry of it is lost (drop=1)
+        return env
+
+    env = setup(1.0)
+    vpp = env.unwrapped
+    action = np.random.default_rng(0).uniform(-1, 1, env.action_space.shape)
+    before_obs = env.believed_observation(vpp._observe())
+    before_kw = env.believed_setpoints(action)
+    f = vpp.fleet
+    moved = {"battery": f.battery.energy_kwh * 0.3, "thermostat": f.thermostat.temp_c + 2.5,
+             "water_heater": f.water_heater.temp_c - 6.0, "ev": f.ev.energy_kwh * 0.5}
+    set_device_states(f, moved)
+    np.testing.assert_array_equal(env.believed_observation(vpp._observe()), before_obs)
+    np.testing.assert_array_equal(env.believed_setpoints(action), before_kw)
+
+    live = setup(0.0)
+    f = live.unwrapped.fleet
+    seen = live.believed_observation(live.unwrapped._observe())
+    # a move the telemetry check accepts (within a step's physical drift; bigger jumps are rejected as forged)
+    set_device_states(f, {"battery": np.maximum(f.battery.energy_kwh - 0.2, 0.0), "thermostat": f.thermostat.temp_c + 0.05})
+    live._read_telemetry(f)
+    assert not np.array_equal(live.believed_observation(live.unwrapped._observe()), seen)
