@@ -101,14 +101,15 @@ class Mpc(SetpointPolicy):
     def _forecast(self, step: int, now: int) -> dict:
         """What is known at step ``now`` about step ``step``."""
         f = self.env.fleet
-        truth = f.scaled_inputs(step)
-        days = [f.scaled_inputs(step - d * self._day) for d in range(1, self.history_days + 1)]
+        first = max(1, -(-(step - now + 1) // self._day))  # the most recent same-time day already past
+        days = [f.scaled_inputs(step - d * self._day) for d in range(first, first + self.history_days)]
         out = {k: np.mean([x[k] for x in days], axis=0)
                for k in ("base_load_kw", "pv_available_kw", "dhw_draw_l", "flex_baseline_kw")}
         grid = np.mean([x["grid"] for x in days], axis=0)
         if f.forecaster.config.prices == "published":  # the tariff is public
+            published = f.grid_at(step)
             for key in ("price_import", "price_export"):
-                grid[G[key]] = truth["grid"][G[key]]
+                grid[G[key]] = published[G[key]]
         out["grid"] = grid
         ev = f.ev
         elapsed_h = (step - now) * f.dt_h

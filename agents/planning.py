@@ -11,9 +11,11 @@ receding horizon). Every equation mirrors the env's discretisation (see each dev
     net = base + battery + EV - PV + water heater + heat pump + flex = import - export
 Discomfort, site-limit, reserve, EV and flex costs use the env's cost weights. Task objectives:
 price arbitrage (bill), peak shaving (overshoot penalty), demand response (credit and shortfall
-against a given baseline), frequency regulation (|error| against baseline + signal * capacity).
-The env's DR/FR baseline is its own-control load at the visited state; the planner takes it as an
-exogenous series (from a no-control rollout), the one approximation of the model.
+against the task's customer baseline, an affine function of the planned load: ``DemandResponse.plan_terms``),
+frequency regulation (|error| against the hour's declared point, the previous hour's mean planned load, +
+signal * capacity: ``FrequencyRegulation.declared_terms``), plus the constant credits, so the objective is the
+env's return. Approximations (documented where they arise): CityLearn battery curves (``linear_battery``: an
+upper bound), DR with a capped ratio adjustment (CAISO, NYISO) and DR days after the first of a multi-day episode.
 """
 
 from __future__ import annotations

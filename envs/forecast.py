@@ -3,9 +3,10 @@
 At decision time a VPP has telemetry up to the last completed step, device-reported limits, published
 tariffs and forecasts; never the realised load, PV, hot-water draw or weather of the step being decided.
 The fleet therefore runs every step in two passes: it first *believes* this step's exogenous inputs
-(``Forecaster.believe``), and everything a policy, rule, MPC or the shield reads before acting (device
-limits and own-control power, free-running temperatures, the action-to-kW map, the observation) comes from
-that belief; only then the physics runs on the true inputs. Only the oracle, by construction, sees the
+(``Forecaster.believe``), and everything a policy, rule or MPC reads before acting (device limits and
+own-control power, free-running temperatures, the observation) comes from that belief; ``Fleet.reveal`` then
+puts in the true inputs, on which the action is executed (relative to each device's own control), the shield
+projects (a known limit: in the dispatch loop it will work on telemetry) and the physics runs. Only the oracle, by construction, sees the
 future (``ForecastConfig.perfect()``).
 
 Methods per input: ``persistence`` (the last completed step's value), ``seasonal_naive`` (the same time

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field, fields
 
@@ -50,7 +51,8 @@ class ScenarioConfig:
     :param citylearn_replicate: with a dataset, sample ``fleet.num_homes`` homes from its buildings
         (True) or use exactly one home per building as published (False).
     :param days: ``train`` (episodes only on training days), ``held_out`` (only on held-out days) or ``all``;
-        see ``envs.splits``.
+        see ``envs.splits``. With a split, homes are not shifted by whole days (``fleet.max_day_shift`` is
+        taken as 0: a shift would read the other split's weeks).
     :param climate: the default scenario's typical-year weather (``greensboro``; held out: ``miami``,
         ``sand_point``).
     :param shaping_gamma: the discount the learner uses: the terminal value is paid step by step as
@@ -60,7 +62,8 @@ class ScenarioConfig:
         ends at the horizon, where the terminal value prices what is stored, so a learner must not bootstrap
         a value beyond it (training sets this; Gymnasium's time-limit convention is the default).
     :param forecast: how inputs of the step being decided are forecast for everything that decides
-        (observations, rules, MPC, shield); see ``envs.forecast``. The oracle needs ``ForecastConfig.perfect()``.
+        (observations, rules, MPC; the shield and the physics run on the truth); see ``envs.forecast``.
+        The oracle needs ``ForecastConfig.perfect()``.
     """
 
     fleet: FleetConfig = field(default_factory=FleetConfig)
@@ -131,6 +134,8 @@ def load_profiles(config: ScenarioConfig, profiles: Profiles | None = None):
 
 def build_scenario(config: ScenarioConfig, profiles: Profiles | None = None) -> tuple[Fleet, list[Task]]:
     """Construct the fleet simulator and the task objects of a scenario (on ``profiles`` if given)."""
+    if config.days != "all" and config.fleet.max_day_shift:  # whole-day shifts would read the other split's days
+        config = dataclasses.replace(config, fleet=dataclasses.replace(config.fleet, max_day_shift=0))
     profiles, layout = load_profiles(config, profiles)
     fleet = Fleet(profiles, layout, config.dt_s, Forecaster(config.forecast))
     tasks = [make_task(name, **(params or {})) for name, params in config.tasks.items()]

@@ -5,6 +5,12 @@ weeks spread over the seasons, each a contiguous block so that a day and its nei
 correlated) fall on the same side. ``train`` episodes cover only other days, and never start on the day
 right after a held-out week (forecasts read the previous day: persistence, seasonal-naive).
 ``held_out`` episodes cover only held-out days. ``all`` ignores the split (exploration, benchmarks).
+
+What a home reads must stay in the split too: with a split, homes are not shifted by whole days
+(``ScenarioConfig`` builds the fleet with ``max_day_shift=0``; a shift of up to 14 days would read other
+weeks), the day before and after an episode (the +-45-minute time jitter) must be in the split, and a
+training episode's history (a task's ``history_days``: the DR customer baseline's metered lookback) must be
+training days. Evaluation may read training days as history: the past is not the test.
 """
 
 from __future__ import annotations
@@ -27,13 +33,16 @@ def check_split(field_name: str, split: str) -> None:
         raise ValueError(f"{field_name} must be one of {list(DAY_SPLITS)}, got {split!r}")
 
 
-def start_days(split: str, first: int, last: int, episode_hours: float) -> np.ndarray:
-    """The start days in [first, last] whose whole episode (from midnight) lies in ``split``."""
+def start_days(split: str, first: int, last: int, episode_hours: float, history_days: int = 0) -> np.ndarray:
+    """The start days in [first, last] whose episode (from midnight), the day on each side of it and, for
+    training, its ``history_days`` before, lie in ``split``."""
     days = np.arange(first, last + 1)
     if split == "all":
         return days
     covered = max(1, math.ceil(episode_hours / 24.0 - 1e-9))
-    held = np.stack([is_held_out(days + k) for k in range(covered)])
+    read = range(-1, covered + 1)  # the episode's days and one on each side (time jitter)
+    held = np.stack([is_held_out(days + k) for k in read])
     if split == "held_out":
         return days[held.all(axis=0)]
-    return days[~held.any(axis=0) & ~is_held_out(days - 1)]
+    history = np.stack([is_held_out(days - k) for k in range(1, history_days + 2)])
+    return days[~held.any(axis=0) & ~history.any(axis=0)]

@@ -110,8 +110,9 @@ class VppEnv(gym.Env):
             raise ValueError(f"no start day fits: the homes read the data shifted by up to "
                              f"{self._after_s / 86400:.2f} days and an episode lasts {self.config.episode_hours:g} "
                              f"h, but the data holds {self._data_s / 86400:g} days; lower fleet.max_day_shift")
+        history_days = max((getattr(t, "history_days", 0) for t in self.tasks), default=0)
         self.start_days = start_days(self.config.days, self.first_start_day, self.last_start_day,
-                                     self.config.episode_hours)
+                                     self.config.episode_hours, history_days)
         if not len(self.start_days):
             raise ValueError(f"ScenarioConfig.days={self.config.days!r}: no {self.config.episode_hours:g}-hour episode "
                              f"fits in that split of the data's days [{self.first_start_day}, {self.last_start_day}]")
@@ -231,7 +232,9 @@ class VppEnv(gym.Env):
     def advance(self, setpoints_kw: np.ndarray) -> tuple[np.ndarray, bool, dict]:
         """Simulate one step without building an observation: (per-home reward, truncated, info).
         Shared by the centralized, multi-agent and PettingZoo views."""
-        # the heat-pump mode of the step about to be simulated (only the terminal value needs it)
+        # the heat-pump mode of the step about to be simulated, under its true conditions (only the terminal
+        # value needs it)
+        self.fleet.reveal()
         heating = self.fleet.thermostat.heating.copy() if self._stored_prev is not None else None
         outcome = self.fleet.apply(setpoints_kw)
         self._steps += 1

@@ -243,3 +243,19 @@ def test_terminal_value_shaping_is_exact_for_the_learners_discount(gamma):
     assert rewards[0] + gamma * rewards[1] == pytest.approx(bills[0] + gamma * bills[1] + gamma ** 2 * phi[2] - phi[0],
                                                             rel=1e-5)
     assert info["kpis"]["terminal_value"] == pytest.approx(phi[2] - phi[0], rel=1e-5)
+
+
+def test_mpc_forecasts_read_only_the_past_even_beyond_a_day():
+    """A 48-hour horizon: every input the MPC's forecast reads is of a step already past (the same time on a
+    day before now), never the truth of a later step."""
+    env = VppEnv(task="price_arbitrage", num_homes=4, seed=2, episode_hours=24.0)
+    env.reset(seed=0)
+    mpc = Mpc(horizon_h=48.0)
+    mpc.reset(env)
+    read = []
+    truth = env.fleet.scaled_inputs
+    env.fleet.scaled_inputs = lambda step: (read.append(step), truth(step))[1]
+    now = env.fleet.t
+    for k in (0, 50, 95, 96, 150, 191):
+        mpc._forecast(now + k, now)
+    assert read and max(read) < now

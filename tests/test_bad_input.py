@@ -67,7 +67,7 @@ def test_train_rejects_bad_input_at_startup_in_one_line(override, message, tmp_p
     ("fleet_seed=-1", r"fleet_seed must be an integer"),
     ("dataset=missing_dir", r"dataset 'missing_dir': no such directory"),
     ("dt_s=-900", r"dt_s must be an integer in \[1, 86400\]"),
-    ("start_days=[15]", r"start_days: day 15 is not a 'held_out' day .* choose one of \[28, 29"),
+    ("start_days=[15]", r"start_days: day 15 is not a 'held_out' day .* choose one of \[29, 30"),
     ("days=test", r"ScenarioConfig.days must be one of \['all', 'train', 'held_out'\], got 'test'"),
     ("climate=paris", r"ScenarioConfig.climate must be one of \['greensboro', 'miami', 'sand_point'\]"),
     ("checkpoint=no/such/run", r"checkpoint: .*no/such/run is not a vpprl-train checkpoint \(no vpprl_config.yaml"),

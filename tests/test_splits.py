@@ -38,13 +38,35 @@ def test_training_and_evaluation_days_are_disjoint(hours):
         held.set_start_day(15)
 
 
+def test_what_homes_read_stays_in_the_split():
+    """Homes are shifted by whole days in exploration (fleet.max_day_shift); with a split they are not (a shift
+    would read the other split's weeks), and a training episode's DR history (the baseline's lookback) is
+    training days: every profile row any home reads is in the split (worked from the rows it reads)."""
+    for split, held in (("train", False), ("held_out", True)):
+        env = VppEnv(task={"price_arbitrage": {}, "demand_response": {}}, num_homes=20, days=split)
+        for seed in range(12):
+            env.reset(seed=seed)
+            f = env.fleet
+            shift_rows = np.asarray(f.layout.shift_s) // f.profiles.dt_s
+            steps = np.arange(env.episode_steps)
+            rows = (f.start_s // f.dt_s + steps)[:, None] + shift_rows[None, :]  # every home's row, every step
+            days = np.unique((rows * f.profiles.dt_s) // 86400 % 365)
+            assert all(is_held_out(days) == held), (split, seed)
+            if split == "train":
+                lookback = env.tasks[1].history_days
+                first = f.start_s // 86400
+                assert not any(is_held_out(np.arange(first - lookback - 1, first)))
+    shifted = VppEnv(num_homes=20).fleet.layout.shift_s
+    assert np.abs(np.asarray(shifted)).max() > 86400  # without a split homes are shifted by days
+
+
 def test_training_defaults_train_on_training_days_and_evaluate_on_held_out_ones():
     cfg = TrainConfig()
     assert cfg.env_kwargs()["days"] == "train" and cfg.eval_days == "held_out"
     assert all(is_held_out(d) for d in cfg.eval_start_days)
     assert EvaluateConfig().days == "held_out"
     assert held_out_fleet(cfg.fleet).seed != cfg.fleet.seed
-    assert len(start_days("held_out", 0, 364, 24.0)) == 70
+    assert len(start_days("held_out", 0, 364, 24.0)) == 50  # 10 weeks x 5: a week's first and last day are margins
 
 
 def test_held_out_climates_are_other_places():

@@ -146,6 +146,12 @@ def test_regulation_kpis_average_onto_pjm_10_second_samples():
     from vpprl.envs.regulation_score import hourly_scores
 
     s = regulation_signal(np.random.default_rng(0), 3600, dt_s=2.0)  # two hours
+    # at 4-second steps too: on a 2-second grid, 5 values per 10 s (worked: [a, b, c] at 4 s -> 2 s a a b b c c)
+    four = regulation_signal(np.random.default_rng(1), 1800, dt_s=4.0)
+    fine = np.repeat(four, 2)
+    ten = fine[: len(fine) // 5 * 5].reshape(-1, 5).mean(axis=1)
+    assert score_series(four, 0.9 * four, 4.0)["reg_score"] == pytest.approx(
+        float(np.mean(hourly_scores(ten, 0.9 * ten, 10.0).composite)), rel=1e-12)
     r = 0.8 * s + 0.1 * np.roll(s, 15)
     mine = score_series(s, r, 2.0)
     by_hand = hourly_scores(s.reshape(-1, 5).mean(axis=1), r.reshape(-1, 5).mean(axis=1), 10.0)
@@ -262,3 +268,28 @@ def test_demand_response_counterfactual_kpi_is_the_batteries_beside_thermal_devi
             battery_kwh += float(-dev[0].sum()) * 0.25
     assert thermal_kw > 1.0
     assert info["kpis"]["dr_counterfactual_kwh"] == pytest.approx(battery_kwh, rel=1e-4)
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"start_window_h": (2.0, 3.0)}, r"start_window_h must start at >= 4 h with baseline=pjm_high_4_of_5"),
+    ({"start_window_h": (22.0, 23.0), "duration_h": 2.0}, r"an event must end by midnight"),
+    ({"baseline": "pjm_same_day_3_2", "start_window_h": (19.0, 20.0)}, r"must end by 21:00"),
+    ({"weekdays_only": False}, r"only pjm_same_day_3_2 supports weekend events"),
+    ({"baseline": "pjm_match_day"}, r"DemandResponse.baseline must be one of"),
+])
+def test_demand_response_settings_the_baselines_cannot_settle_are_refused(params, message):
+    with pytest.raises(ValueError, match=message):
+        env_with({"demand_response": params})
+
+
+def test_an_event_that_cannot_be_settled_within_the_episode_is_not_called():
+    """Same Day 3 + 2 reads the 3 h after an event: an episode ending at 20:00 cannot settle a 16:00-18:00 event,
+    so none is called (and the oracle does not plan on one)."""
+    env = env_with({"demand_response": {"baseline": "pjm_same_day_3_2", "start_window_h": (16.0, 16.0)}},
+                   devices=Ownership(1.0, 0, 0, 0, 0, 0), start_day=2, episode_hours=20.0)
+    env.reset(seed=0)
+    assert not env.tasks[0].active.any() and env.tasks[0].events == []
+    env = env_with({"demand_response": {"baseline": "pjm_same_day_3_2", "start_window_h": (16.0, 16.0)}},
+                   devices=Ownership(1.0, 0, 0, 0, 0, 0), start_day=2, episode_hours=24.0)
+    env.reset(seed=0)
+    assert env.tasks[0].active.sum() == 8  # 2 h of 15-minute steps

@@ -37,6 +37,21 @@ def check_policy_checkpoint(field_name: str, path: str) -> dict:
     return run
 
 
+def check_scenario(field_name: str, run: dict, task: str, dt_s: int, num_homes: int) -> list[str]:
+    """Errors for a scenario the checkpoint cannot act in (an SB3 policy is sized to its training fleet);
+    warnings (returned) where it differs from the training scenario (task, step length)."""
+    agent = run["agent"]["name"]
+    trained_homes = int(run.get("fleet", {}).get("num_homes", num_homes))
+    if agent.startswith("sb3") and trained_homes != num_homes:
+        raise ValueError(f"{field_name}: an {agent} policy acts on a fleet of exactly {trained_homes} homes (it was "
+                         f"trained on them), got num_homes={num_homes}; the RLlib home-batch policy transfers")
+    notes = []
+    for key, value in (("task", task), ("dt_s", dt_s)):
+        if key in run and run[key] != value:
+            notes.append(f"{field_name}: trained with {key}={run[key]!r}, evaluated with {key}={value!r}")
+    return notes
+
+
 def load_policy(path: str, field_name: str = "checkpoint") -> tuple[str, Policy]:
     """(agent name, policy) of a checkpoint, behind the shield when the run trained behind it."""
     run = check_policy_checkpoint(field_name, path)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..agents.policy import Policy
 from ..envs import VppEnv
-from .checkpoints import check_policy_checkpoint, load_policy
+from .checkpoints import check_policy_checkpoint, check_scenario, load_policy
 from .cli import check_known_keys, user_errors
 from .evaluation import (
     EvaluateConfig,
@@ -89,7 +89,9 @@ def _main(cfg: DictConfig) -> None:
         obj: EvaluateConfig = OmegaConf.to_object(cfg)  # runs the schema's validation
         env = make_env(obj)  # loads the data, checks the start days against it
         if obj.checkpoint:
-            check_policy_checkpoint("checkpoint", obj.checkpoint)
+            run_cfg = check_policy_checkpoint("checkpoint", obj.checkpoint)
+            for note in check_scenario("checkpoint", run_cfg, obj.task, obj.dt_s, env.n):
+                log.warning("%s", note)
     if obj.output_dir == ".":
         obj.output_dir = hydra.core.hydra_config.HydraConfig.get().runtime.output_dir
     text, _ = run(obj, env=env)

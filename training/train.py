@@ -119,9 +119,12 @@ def check_startup(cfg: TrainConfig) -> VppEnv:
     """Everything a run can get wrong that needs the data (dataset, start days), checked before RLlib or SB3
     start; returns the probe env (the same scenario as training) for the periodic KPI episodes."""
     VppEnv(**cfg.env_kwargs())  # the training scenario: some training day fits
-    probe_env = VppEnv(**cfg.env_kwargs(days=cfg.eval_days))
+    held_out = VppEnv(**cfg.env_kwargs(days=cfg.eval_days))
     for day in cfg.eval_start_days or []:
-        probe_env.check_start_day("eval_start_days", day)
+        held_out.check_start_day("eval_start_days", day)
+    # the periodic probe episodes run on a training day, scored as evaluated: choosing a checkpoint by them never
+    # looks at the held-out days
+    probe_env = VppEnv(**cfg.env_kwargs(days="train" if cfg.days == "train" else "all"))
     if cfg.evaluate:  # the final evaluation's settings, checked now rather than after the training
         _eval_config(cfg, Path(cfg.output_dir), [p for p in cfg.eval_policies if p != cfg.agent.name],
                      list(cfg.eval_seeds), cfg.eval_start_days)
@@ -162,7 +165,7 @@ def train(cfg: TrainConfig, probe_env: VppEnv | None = None) -> dict:
 
         writer = SummaryWriter(str(out / "tensorboard"))
     trainer = Trainer(cfg, shield)
-    probe_days = cfg.eval_start_days[:1] if cfg.eval_start_days else [int(probe_env.start_days[0])]
+    probe_days = [int(probe_env.start_days[len(probe_env.start_days) // 3])]  # a spring training day
     budget = cfg.training
     first_it, last_steps = trainer.progress()  # (0, 0) unless resumed: the counters continue from the checkpoint
     if cfg.resume_from:

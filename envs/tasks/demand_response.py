@@ -69,6 +69,19 @@ class DemandResponse(Task):
             raise ValueError(f"DemandResponse.start_window_h must satisfy 0 <= low <= high < 24, got {start_window_h}")
         if baseline not in LOOKBACK_DAYS:
             raise ValueError(f"DemandResponse.baseline must be one of {sorted(LOOKBACK_DAYS)}, got {baseline!r}")
+        if start_window_h[1] + duration_h > 24.0:
+            raise ValueError(f"DemandResponse: an event must end by midnight (its baseline is a day's), got "
+                             f"start_window_h={start_window_h} and duration_h={duration_h}")
+        before_h = 1.0 if baseline == "pjm_same_day_3_2" else 4.0  # the adjustment window before the event
+        if start_window_h[0] < before_h:
+            raise ValueError(f"DemandResponse.start_window_h must start at >= {before_h:g} h with baseline={baseline} "
+                             f"(its day-of window lies before the event, on the same day), got {start_window_h}")
+        if baseline == "pjm_same_day_3_2" and start_window_h[1] + duration_h + 3.0 > 24.0:
+            raise ValueError(f"DemandResponse: with pjm_same_day_3_2 an event must end by 21:00 (its baseline reads "
+                             f"the 3 h after it), got start_window_h={start_window_h}, duration_h={duration_h}")
+        if not weekdays_only and baseline != "pjm_same_day_3_2":
+            raise ValueError(f"DemandResponse.weekdays_only=false needs weekend baselines from weeks of history; "
+                             f"only pjm_same_day_3_2 supports weekend events here, got baseline={baseline}")
         self.commit_kw_per_home = commit_kw_per_home
         self.event_probability = event_probability
         self.start_window_h = start_window_h
@@ -77,6 +90,7 @@ class DemandResponse(Task):
         self.shortfall_penalty_per_kwh = shortfall_penalty_per_kwh
         self.baseline = baseline
         self.weekdays_only = weekdays_only
+        self.history_days = LOOKBACK_DAYS[baseline]  # days of metered history read before the episode (splits)
 
     # ----- episode set-up ---------------------------------------------------------------------
     def reset(self, fleet: Fleet, episode_steps: int, rng: np.random.Generator) -> None:
@@ -109,13 +123,7 @@ class DemandResponse(Task):
         d = np.searchsorted(days, day)
         self.active = happens[d] & (t_s >= start[d]) & (t_s < end[d])  # (episode_steps + 1,)
         self.active[episode_steps:] = False
-        nxt = np.full(len(t_s), np.inf)
         idx = np.flatnonzero(self.active)
-        if len(idx):
-            pos = np.searchsorted(idx, np.arange(len(t_s)))
-            ok = pos < len(idx)
-            nxt[ok] = (idx[pos[ok]] - np.arange(len(t_s))[ok]) * fleet.dt_h
-        self.hours_to_event = np.minimum(nxt, 24.0)
         first_day = int(fleet.start_s // 86400)
         self._first_day = first_day
         self._day_type = lambda absolute_day: cbl.WEEKDAY if (fleet.profiles.start_weekday + absolute_day) % 7 < 5 \
@@ -129,7 +137,21 @@ class DemandResponse(Task):
             settle = int(steps[-1])
             if self.baseline == "pjm_same_day_3_2":  # the post-event window: [end + 1 h, end + 3 h)
                 settle = int(steps[-1] + 3 * round(3600 / fleet.dt_s))
+            if settle >= episode_steps:  # its baseline would be final only after the episode: not called
+                self.active[steps] = False
+                continue
             self.events.append(_Event(ev_day, steps, start_iv, end_iv, settle))
+        self._hours_to_event(fleet)
+
+    def _hours_to_event(self, fleet: Fleet) -> None:
+        idx = np.flatnonzero(self.active)
+        n = len(self.active)
+        nxt = np.full(n, np.inf)
+        if len(idx):
+            pos = np.searchsorted(idx, np.arange(n))
+            ok = pos < len(idx)
+            nxt[ok] = (idx[pos[ok]] - np.arange(n)[ok]) * fleet.dt_h
+        self.hours_to_event = np.minimum(nxt, 24.0)
 
     def _history_setup(self, fleet: Fleet, rng: np.random.Generator) -> None:
         """Own-control metered load of the lookback days and of the first day before the episode starts."""
@@ -169,7 +191,8 @@ class DemandResponse(Task):
             if event.settled:
                 continue
             if event.steps[0] == self.t and self.baseline != "pjm_same_day_3_2":  # final before the event
-                self._cbl_now = ((self._lookback + event.day) * self.per_day, self._baseline_of(event).sum(axis=1))
+                self._cbl_now = ((self._lookback + event.day) * self.per_day,
+                                 self._baseline_of(event, count=False).sum(axis=1))
             if t >= event.settle_at:
                 r += self._settle(event, fleet)
         if last:
@@ -193,7 +216,8 @@ class DemandResponse(Task):
         today = self._metered[days * self.per_day:(days + 1) * self.per_day]
         return history, day_type, excluded, today
 
-    def _fleet_baseline(self, history, day_type, excluded, event_day_type, today, event: _Event):
+    def _fleet_baseline(self, history, day_type, excluded, event_day_type, today, event: _Event,
+                        count: bool = True):
         """The method on the fleet's load; with too few eligible days in the history, its relaxed form
         (counted in ``dr_baseline_fallbacks``)."""
         args = (self.baseline, history, day_type, excluded, event_day_type, today, event.start, event.end)
@@ -202,7 +226,7 @@ class DemandResponse(Task):
         except ValueError as err:
             if "too few" not in str(err):
                 raise
-            self.fallbacks += 1
+            self.fallbacks += int(count)
             for options in FALLBACK_OPTIONS[self.baseline]:
                 try:
                     return cbl.compute_baseline(*args, **options)
@@ -210,7 +234,7 @@ class DemandResponse(Task):
                     continue
             raise
 
-    def _baseline_of(self, event: _Event) -> np.ndarray:
+    def _baseline_of(self, event: _Event, count: bool = True) -> np.ndarray:
         """The event day's CBL (intervals, N) by the configured method, per home.
 
         The VPP's registration is the aggregate (as an aggregator's is): the method selects its days and
@@ -220,7 +244,7 @@ class DemandResponse(Task):
         history, day_type, excluded, today = self.history_and_event_day(event)
         fleet_base, info = self._fleet_baseline(history.sum(axis=2, keepdims=True), day_type, excluded,
                                                 self._day_type(self._first_day + event.day),
-                                                today.sum(axis=1, keepdims=True), event)
+                                                today.sum(axis=1, keepdims=True), event, count)
         if self.baseline == "pjm_same_day_3_2":
             windows = np.concatenate([np.arange(*w) for w in info.adjustment_intervals])
             base = np.full(today.shape, np.nan)
@@ -257,11 +281,11 @@ class DemandResponse(Task):
         over episode steps [start, start + steps): per event (E, const, W, weight) with plan-relative event
         steps E, CBL_e = const_e + weight * sum of the planned fleet load over plan-relative steps W.
 
-        Exact for day-matching methods with an additive adjustment (PJM High 4 of 5) and for PJM Same Day
-        3 + 2 when the baseline days precede the episode (events on its first day); loads already metered
-        enter ``const``. A capped ratio adjustment (CAISO, NYISO) is not affine: the plan uses the
-        unadjusted baseline there (the env pays the adjusted one), and events on later days use the
-        own-control history for the episode days before them."""
+        Exact for PJM High 4 of 5 (additive adjustment) and PJM Same Day 3 + 2 when the baseline days precede
+        the episode (events on its first day, or later events whose CBL days all precede it); loads already
+        metered enter ``const``. Not exact (documented gaps): a capped ratio adjustment (CAISO, NYISO) is not
+        affine, so the plan uses the unadjusted baseline; for a later day of a multi-day episode the unmetered
+        episode days count as 0 kW in the day selection (which is not affine in the plan either)."""
         terms = []
         for event in self.events:
             e_abs = event.steps[(event.steps >= start) & (event.steps < start + steps)]
@@ -270,10 +294,8 @@ class DemandResponse(Task):
             history, day_type, excluded, _ = self.history_and_event_day(event)
             history = np.nan_to_num(history.sum(axis=2, keepdims=True))  # unmetered episode days: 0 (see above)
             zeros = np.zeros((self.per_day, 1))
-            fallbacks = self.fallbacks
             _, info = self._fleet_baseline(history, day_type, excluded, self._day_type(self._first_day + event.day),
-                                           zeros, event)
-            self.fallbacks = fallbacks  # planning is not settlement
+                                           zeros, event, count=False)  # planning is not settlement
             unadjusted = info.unadjusted[:, 0]
             day_row = (self._lookback + event.day) * self.per_day
             interval = lambda step: step + self._origin - day_row  # noqa: E731  (episode step -> interval)

@@ -12,6 +12,8 @@ across the homes whose deviation points the wrong way. The KPIs are PJM's perfor
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ...data.synthetic import regulation_signal
@@ -25,8 +27,10 @@ def score_series(signal: np.ndarray, response: np.ndarray, dt_s: float) -> dict[
     complete hours (a shorter run is scored as one window); NaN where the resolution cannot show a delay."""
     nan = {"reg_accuracy": float("nan"), "reg_delay": float("nan"), "reg_precision": float("nan"),
            "reg_score": float("nan")}
-    if dt_s < 10.0 and 10.0 % dt_s == 0:  # average onto PJM's 10-second samples
-        k = int(round(10.0 / dt_s))
+    if dt_s < 10.0 and float(dt_s).is_integer():  # average onto PJM's 10-second samples (via a common grid)
+        fine = math.gcd(int(dt_s), 10)
+        rep, k = int(dt_s) // fine, 10 // fine
+        signal, response = np.repeat(signal, rep), np.repeat(response, rep)
         n = (len(signal) // k) * k
         signal, response = signal[:n].reshape(-1, k).mean(axis=1), response[:n].reshape(-1, k).mean(axis=1)
         sample_s = 10.0
@@ -63,6 +67,7 @@ class FrequencyRegulation(Task):
         self.penalty_per_kwh = penalty_per_kwh
         self.capacity_price_per_kwh = capacity_price_per_kwh
         self.signal_tau_s = signal_tau_s
+        self.history_days = 1  # the hour before the episode sets its first operating point
 
     def reset(self, fleet: Fleet, episode_steps: int, rng: np.random.Generator) -> None:
         super().reset(fleet, episode_steps, rng)
