@@ -75,7 +75,8 @@ def evaluate(checkpoint: str, homes: int, seeds: list[int], days: list[int], out
     required = sum(float(r["ev_required_kwh"]) for r in rows)
     unmet = sum(float(r["ev_unmet_kwh"]) for r in rows)
     return {
-        "held_out": held_out, "homes": homes, "episodes": len(seeds), "eval_s": time.perf_counter() - t0,
+        "held_out": held_out, "homes": summary_homes(out, homes), "episodes": len(seeds),
+        "eval_s": time.perf_counter() - t0,
         "savings_share": gain["rllib_ppo"] / gain["oracle"],
         "savings_share_per_episode_mean": by["rllib_ppo"]["oracle_savings_captured"],
         "best_rule": max(("rule_based", "rule_based_ev_on_arrival"), key=lambda p: gain[p]),
@@ -85,6 +86,15 @@ def evaluate(checkpoint: str, homes: int, seeds: list[int], days: list[int], out
         "ev_unmet_kwh": unmet, "ev_unmet_pct": 100.0 * unmet / required if required > 0 else 0.0,
         "table": text,
     }
+
+
+def summary_homes(out: Path, default: int) -> int:
+    """Homes the evaluation ran (a dataset as published has its own count), from its table's title."""
+    import re
+
+    title = (out / "kpis.md").read_text().splitlines()[0]
+    found = re.search(r", (\d+) homes,", title)
+    return int(found.group(1)) if found else default
 
 
 def _episode_rows(out: Path) -> list[dict]:
@@ -129,7 +139,7 @@ def main() -> None:
                        else ([100], held_out_days[1:2]))
         row = evaluate(checkpoint, homes, seeds, days, work / f"eval_{held_out}_{homes}", held_out)
         rows.append(row)
-        print(f"{held_out} {row['homes'] if held_out != 'citylearn' else 17} homes: "
+        print(f"{held_out} {row['homes']} homes: "
               f"{100 * row['savings_share']:.1f} % of oracle savings (best rule "
               f"{row['best_rule']} {100 * row['best_rule_share']:.1f} %), hard-limit kWh {row['hard_limit_kwh']:.3f}, "
               f"EV unmet {row['ev_unmet_pct']:.2f} % ({row['eval_s']:.0f} s)", flush=True)

@@ -181,8 +181,9 @@ def build_citylearn_fleet(dataset: CityLearnDataset, config: FleetConfig | None 
     layout.battery.initial_soc = spec("battery_initial_soc")
     layout.battery.curves = _citylearn_battery_curves([b[i] for i in idx])
     layout.pv_kwp = spec("pv_kwp")
-    if not replicate:  # as published: the building's own PV output, no per-home losses
+    if not replicate:  # as published: the building's own PV output, no per-home losses, no backup reserve
         layout.pv_derate = np.ones(len(idx))
+        layout.battery.reserve_soc = np.zeros(len(idx))  # CityLearn has none (its batteries start empty)
     layout.ev.max_charge_kw = spec("charger_kw")
     layout.ev.max_discharge_kw = spec("charger_discharge_kw")
     layout.ev.efficiency = np.where(spec("charger_kw") > 0, spec("charger_efficiency"), 0.93)
