@@ -301,6 +301,17 @@ PJM_CITATION = (
 )
 
 
+def _day_of_ratio(inp: _Inputs, cbl: np.ndarray, adjust: bool, cap: float, window_end_h: float, method: str):
+    """(windows, kind, factor, uncapped factor) of a capped day-of ratio adjustment over the event day's
+    ``[start - 4 h, start + window_end_h)`` (CAISO ends 1 h before the event, NYISO 2 h); factor 1 without it."""
+    if not adjust:
+        ones = np.ones(cbl.shape[1])
+        return (), "none", ones, ones
+    lo, hi = _window(inp, -4, window_end_h, method, "start")
+    raw, factor = _ratio_adjustment(inp.event_day_load[lo:hi].mean(axis=0), cbl[lo:hi].mean(axis=0), cap)
+    return ((lo, hi),), "multiplicative", factor, raw
+
+
 def pjm_high_4_of_5(
     history,
     day_type,
@@ -486,16 +497,7 @@ def caiso_10_in_10(
     window = _most_recent(eligible, n_days)
     _require(window.sum(axis=0), need, f"{what} within {lookback_days} days", method, "min_days")
     cbl = _day_mean(inp.history, window)
-    n_met = cbl.shape[1]
-    windows: tuple[tuple[int, int], ...] = ()
-    if adjust:
-        lo, hi = _window(inp, -4, -1, method, "start")
-        windows = ((lo, hi),)
-        raw, factor = _ratio_adjustment(inp.event_day_load[lo:hi].mean(axis=0), cbl[lo:hi].mean(axis=0), cap)
-        kind = "multiplicative"
-    else:
-        raw = factor = np.ones(n_met)
-        kind = "none"
+    windows, kind, factor, raw = _day_of_ratio(inp, cbl, adjust, cap, -1, method)
     none = np.zeros(window.shape, bool)
     info = BaselineInfo(method, rule, window, window.copy(), none, cbl, kind, factor, raw, raw != factor,
                         windows, CAISO_CITATION)
@@ -579,16 +581,7 @@ def nyiso_cbl(
     low = _skipped(low, window)
     selected = _highest(ev, window, n_keep)
     cbl = _day_mean(inp.history, selected)
-    n_met = cbl.shape[1]
-    windows: tuple[tuple[int, int], ...] = ()
-    if adjust:
-        lo, hi = _window(inp, -4, -2, method, "start")
-        windows = ((lo, hi),)
-        raw, factor = _ratio_adjustment(inp.event_day_load[lo:hi].mean(axis=0), cbl[lo:hi].mean(axis=0), cap)
-        kind = "multiplicative"
-    else:
-        raw = factor = np.ones(n_met)
-        kind = "none"
+    windows, kind, factor, raw = _day_of_ratio(inp, cbl, adjust, cap, -2, method)
     info = BaselineInfo(method, rule, window, selected, low, cbl, kind, factor, raw, raw != factor, windows,
                         NYISO_CITATION)
     return cbl * factor, info
