@@ -157,6 +157,18 @@ class Fleet:
         ch[H["pv_kw_per_kwp"]] = self._table[row * p.num_profiles + self._profile, H["pv_kw_per_kwp"]]
         return ch, p.grid[row]
 
+    def exogenous_channels(self, step: int, channels: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`exogenous` for a few channels only: ((len(channels), N), grid (G,)), one small gather (the
+        forecaster's look back a day, on the hot path)."""
+        p = self.profiles
+        row = ((self.start_s + step * self.dt_s) // p.dt_s) % p.num_rows
+        shifted = ((self._shift + row) % p.num_rows) * p.num_profiles + self._profile
+        unshifted = row * p.num_profiles + self._profile
+        out = np.empty((len(channels), self.n), self._table.dtype)
+        for k, c in enumerate(channels):  # a handful of channels, each one vectorized gather over the fleet
+            out[k] = self._table[unshifted if c == H["pv_kw_per_kwp"] else shifted, c]
+        return out, p.grid[row]
+
     def scaled_inputs(self, step: int) -> dict[str, np.ndarray]:
         """Per-home exogenous inputs of episode step ``step`` in physical units (kW, litres, h)."""
         ch, grid = self.exogenous(step)
@@ -234,11 +246,12 @@ class Fleet:
         self._ranges = None
         self.action_ranges()
 
-    def _past(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """True inputs of an earlier step (the last one is kept from its own step)."""
+    def _past(self, step: int, channels: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """True inputs (``channels`` only) of an earlier step (the last one is kept from its own step)."""
         if self._previous is not None and self._previous[0] == step:
-            return self._previous[1]
-        return self.exogenous(step)
+            ch, grid = self._previous[1]
+            return ch[list(channels)], grid
+        return self.exogenous_channels(step, channels)
 
     def _set_inputs(self, ch: np.ndarray, grid: np.ndarray) -> None:
         """Load, PV, weather and hot-water draw of this step into the fleet and its devices."""

@@ -70,31 +70,27 @@ class Forecaster:
     def __init__(self, config: ForecastConfig | None = None) -> None:
         self.config = config or ForecastConfig()
 
-    def believe(self, exogenous, step: int, steps_per_day: int, truth: tuple[np.ndarray, np.ndarray]
+    def believe(self, past, step: int, steps_per_day: int, truth: tuple[np.ndarray, np.ndarray]
                 ) -> tuple[np.ndarray, np.ndarray]:
-        """(channels (C, N), grid (G,)) believed for episode step ``step``; ``exogenous(k)`` gives the true
-        inputs of step k (only k < ``step`` is read), ``truth`` those of ``step`` itself (kept where an input
-        is perfect or published)."""
+        """(channels (C, N), grid (G,)) believed for episode step ``step``; ``past(k, channels)`` gives the true
+        inputs of step k (only k < ``step`` is read; those channels, and the grid), ``truth`` those of ``step``
+        itself (kept where an input is perfect or published)."""
         c = self.config
         if c.is_perfect:
             return truth
         ch, grid = truth[0].copy(), truth[1].copy()
-        past: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-        def at(lag: int) -> tuple[np.ndarray, np.ndarray]:
-            if lag not in past:
-                past[lag] = exogenous(step - lag)
-            return past[lag]
-
         lag_of = {"persistence": 1, "seasonal_naive": steps_per_day}
+        rows_at: dict[int, list[int]] = {}  # the channels to read at each lag
         for name, row in _HOME:
-            method = getattr(c, name)
-            if method in lag_of:
-                ch[row] = at(lag_of[method])[0][row]
-        for name, cols in _GRID:
-            method = getattr(c, name)
-            if method in lag_of:
-                source = at(lag_of[method])[1]
-                for col in cols:
-                    grid[col] = source[col]
+            if getattr(c, name) in lag_of:
+                rows_at.setdefault(lag_of[getattr(c, name)], []).append(row)
+        for name, _ in _GRID:
+            if getattr(c, name) in lag_of:
+                rows_at.setdefault(lag_of[getattr(c, name)], [])
+        for lag, rows in rows_at.items():
+            home, source = past(step - lag, tuple(rows))
+            ch[rows] = home
+            for name, cols in _GRID:
+                if lag_of.get(getattr(c, name)) == lag:
+                    grid[list(cols)] = source[list(cols)]
         return ch, grid
