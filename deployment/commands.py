@@ -94,3 +94,47 @@ class ThermostatCommand:
         self.envelope.validate()
         check_range("max_abs_offset_c", self.max_abs_offset_c, 0.0, 10.0)
         check_range("offset_c", self.offset_c, -self.max_abs_offset_c, self.max_abs_offset_c)
+
+
+Command = PowerCommand | WaterHeaterCommand | ThermostatCommand
+
+
+@dataclass(frozen=True)
+class CommandAck:
+    """A device's answer to one command: applied (or already applied: a repeated id), or refused and why."""
+
+    command_id: str
+    accepted: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """One device's reading as its protocol reports it (the dispatch loop checks plausibility and freshness).
+
+    ``power_kw`` follows the command sign convention. ``state`` holds what the device class reports beyond
+    power, in SI-like units named by key: ``soc_kwh`` (battery, EV), ``connected`` (EV, 0/1), ``temp_c``
+    (water heater tank, indoor air), ``setpoint_c`` (thermostat)."""
+
+    device_id: str
+    measured_at: float  # unix seconds, the device's own time stamp
+    power_kw: float
+    state: dict[str, float]
+
+
+class DeviceLink:
+    """The loop's handle on one device, whatever the protocol: send an absolute command, read telemetry.
+
+    Implementations are asyncio-based (the protocol libraries are) and raise ``ConnectionError`` or
+    ``TimeoutError`` for a device that cannot be reached, never hang past ``timeout_s``."""
+
+    device_id: str
+
+    async def send(self, command: Command, timeout_s: float) -> CommandAck:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    async def read(self, timeout_s: float) -> Telemetry:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    async def close(self) -> None:  # pragma: no cover - interface
+        return None
