@@ -15,7 +15,8 @@ against the task's customer baseline, an affine function of the planned load: ``
 frequency regulation (|error| against the hour's declared point, the previous hour's mean planned load, +
 signal * capacity: ``FrequencyRegulation.declared_terms``), plus the constant credits, so the objective is the
 env's return. Approximations (documented where they arise): CityLearn battery curves (``linear_battery``: an
-upper bound), DR with a capped ratio adjustment (CAISO, NYISO) and DR days after the first of a multi-day episode.
+upper bound), DR with a capped ratio adjustment (CAISO, NYISO) or Match Day's load-matched days (both bounded:
+``Plan.gap_bound``, from ``DemandResponse.plan_gap_bound``) and DR days after the first of a multi-day episode.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Plan:
     objective: float  # the LP's minimum: minus the return the env should give, up to `offset`
     solve_s: float
     n_vars: int
+    gap_bound: float = 0.0  # $ bound on |env return + objective| from non-affine DR baselines (inf: unbounded)
 
 
 def _stack(inputs: list[dict], key: str) -> np.ndarray:
@@ -240,6 +242,7 @@ def plan_fleet(fleet: Fleet, tasks: list[Task], weights: CostWeights, inputs: li
     # --- task objectives ---------------------------------------------------------------------
     net = [(1.0, imp), (-1.0, exp)]
     constant_cost = 0.0  # objective terms that no decision changes (kept so the objective is the return)
+    gap_bound = 0.0
     for task in tasks:
         if isinstance(task, PriceArbitrage):
             s = task.price_scale
@@ -251,6 +254,7 @@ def plan_fleet(fleet: Fleet, tasks: list[Task], weights: CostWeights, inputs: li
         elif isinstance(task, DemandResponse):
             # credit = c dt sum_E (CBL_e - agg_e), CBL_e = const_e + w sum_W agg (the task's customer baseline)
             c = task.credit_per_kwh * dt
+            gap_bound += task.plan_gap_bound(signals.start_step, T)
             for e, const, window, w in task.plan_terms(signals.start_step, T):
                 constant_cost -= c * float(const.sum())
                 lp.add_cost(imp[e], c * np.ones((len(e), n)))
@@ -310,5 +314,5 @@ def plan_fleet(fleet: Fleet, tasks: list[Task], weights: CostWeights, inputs: li
     sp[:, WATER_HEATER] = x[wp]
     sp[:, THERMOSTAT] = x[hp]
     sp[:, FLEX] = x[fp]
-    return Plan(sp, result.objective + offset, result.solve_s, lp.n)
+    return Plan(sp, result.objective + offset, result.solve_s, lp.n, gap_bound)
 

@@ -434,6 +434,76 @@ def pjm_same_day_3_2(
     return baseline, info
 
 
+PJM_MATCH_DAY_CITATION = (
+    "PJM 'Match Day (3-day average)' CBL, added to PJM Manual 11 in the 2025 revision briefed to the Markets "
+    "Implementation Committee. Source available: RTO Insider, 'Improved DR Baseline Processes OKd', "
+    "2025-02-25, https://rtowww.com/23098-improved-dr-baseline-processes-okd (a report of the manual "
+    "change, not the manual text)."
+)
+
+
+def pjm_match_day(
+    history,
+    day_type,
+    excluded,
+    event_day_type,
+    event_day_load,
+    event_start,
+    event_end,
+    *,
+    n_days: int = 3,
+    lookback_days: int = 45,
+) -> tuple[np.ndarray, BaselineInfo]:
+    """PJM Match Day (3-day average) CBL: the mean of the like days whose load best matches the event day's
+    own load outside the event.
+
+    Source: the only text found is a trade-press report of the PJM Manual 11 change (RTO Insider,
+    "Improved DR Baseline Processes OKd", 25 Feb 2025, https://rtowww.com/23098-improved-dr-baseline-
+    processes-okd): "The Match Day (3-day average) method uses an average of the three non-event days with
+    the most similar load to the non-event hours on the event day. The hour before and after the event are
+    excluded from the 'non-event' hours."
+
+    As implemented: the matching hours are the event day's intervals outside ``[start - 1 h, end + 1 h)``
+    (clipped to the day; they must be finite); the candidates are the eligible (not excluded) like days
+    within ``lookback_days`` (like days as in :func:`pjm_high_4_of_5`); the ``n_days`` = 3 candidates with the
+    smallest sum of squared differences to the event day over the matching hours are averaged interval by
+    interval; no day-of adjustment. Not verified (the manual text was not available): the like-day grouping,
+    the 45-day candidate window (borrowed from High 4 of 5) and the similarity measure (squared error).
+    Ties go to the more recent day. The baseline is final only at the end of the event day.
+    """
+    method = "pjm_match_day"
+    inp = validate_inputs(history, day_type, excluded, event_day_type, event_day_load, event_start, event_end)
+    if isinstance(n_days, bool) or not isinstance(n_days, (int, np.integer)) or n_days < 1:
+        raise ValueError(f"{method}: n_days must be an integer >= 1; got {n_days!r}")
+    n_int = inp.history.shape[1]
+    lo, hi = max(0, inp.start - inp.per_hour), min(n_int, inp.end + inp.per_hour)
+    matching = np.ones(n_int, bool)
+    matching[lo:hi] = False
+    if not matching.any():
+        raise ValueError(f"{method}: the event and the hour either side cover the whole day; nothing to match on")
+    if not np.isfinite(inp.event_day_load[matching]).all():
+        raise ValueError(f"event_day_load must be finite outside intervals [{lo}, {hi}) (the hours {method} "
+                         "matches on)")
+    if inp.event_day_type == WEEKDAY:
+        like, what = inp.day_type == WEEKDAY, "weekdays"
+    elif inp.event_day_type == SATURDAY:
+        like, what = inp.day_type == SATURDAY, "Saturdays"
+    else:
+        like, what = (inp.day_type == SUNDAY) | (inp.day_type == HOLIDAY), "Sundays/holidays"
+    eligible = _lookback(like[:, None] & ~inp.excluded, lookback_days)
+    _require(eligible.sum(axis=0), n_days, f"{what} within {lookback_days} days", method, "n_days")
+    diff = np.where(eligible[:, None, :], inp.history, 0.0)[:, matching, :] - inp.event_day_load[matching][None]
+    distance = (diff ** 2).sum(axis=1)  # (D, N)
+    selected = _highest(-distance, eligible, n_days)
+    cbl = _day_mean(inp.history, selected)
+    n_met = cbl.shape[1]
+    none = np.zeros(inp.excluded.shape, bool)
+    info = BaselineInfo(method, f"Match Day ({n_days}-day average)", eligible, selected, none, cbl, "none",
+                        np.zeros(n_met), np.zeros(n_met), np.zeros(n_met, bool), ((0, lo), (hi, n_int)),
+                        PJM_MATCH_DAY_CITATION)
+    return cbl, info
+
+
 CAISO_CITATION = (
     "CAISO Business Practice Manual for Demand Response, performance evaluation methodologies: Customer "
     "Load Baseline 'Day Matching 10-in-10' (weekday) / '4-in-4' (weekend and holiday) with a day-of "
@@ -593,6 +663,7 @@ def nyiso_cbl(
 BASELINE_METHODS: Mapping[str, BaselineMethod] = {
     "pjm_high_4_of_5": pjm_high_4_of_5,
     "pjm_same_day_3_2": pjm_same_day_3_2,
+    "pjm_match_day": pjm_match_day,
     "caiso_10_in_10": caiso_10_in_10,
     "nyiso_cbl": nyiso_cbl,
 }
@@ -628,6 +699,7 @@ __all__ = [
     "intervals_per_day",
     "nyiso_cbl",
     "pjm_high_4_of_5",
+    "pjm_match_day",
     "pjm_same_day_3_2",
     "validate_inputs",
 ]

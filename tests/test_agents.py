@@ -200,6 +200,37 @@ def test_oracle_objective_is_the_env_return_with_demand_response_against_a_custo
     oracle, total, info = _replay_oracle(env)
     assert info["kpis"]["dr_event_hours"] > 0 and info["kpis"]["dr_unsettled_events"] == 0
     assert total == pytest.approx(-oracle.plan.objective, rel=1e-4, abs=1e-3)
+    assert oracle.plan.gap_bound == 0.0
+
+
+@pytest.mark.parametrize("baseline", ["caiso_10_in_10", "nyiso_cbl", "pjm_match_day"])
+def test_oracle_gap_is_within_its_bound_where_the_customer_baseline_is_not_affine(baseline):
+    """A capped ratio adjustment (CAISO, NYISO) or Match Day's choice of days by the event day's own load is not
+    affine in the plan: the LP plans on the unadjusted baseline / a typical day's matches, and the plan carries
+    a bound on the error (the ratio's cap times the baseline; the spread of the candidate days) that the
+    replayed return must respect. The bound is finite and not zero here (events on the first day)."""
+    env = VppEnv(task={"price_arbitrage": {}, "demand_response": {"baseline": baseline}},
+                 fleet=FleetConfig(num_homes=8, seed=1), start_day=100)
+    env.set_perfect_foresight(True)
+    env.reset(seed=0)
+    oracle, total, info = _replay_oracle(env)
+    assert info["kpis"]["dr_event_hours"] > 0 and info["kpis"]["dr_unsettled_events"] == 0
+    assert 0.0 < oracle.plan.gap_bound < np.inf
+    assert abs(total + oracle.plan.objective) <= oracle.plan.gap_bound
+
+
+def test_oracle_gap_bound_is_unbounded_when_a_later_days_baseline_days_are_not_yet_metered():
+    """On a two-day episode the second day's CBL days include the first episode day, which the plan decides:
+    the plan says it cannot bound that (inf) rather than claiming exactness."""
+    env = VppEnv(task={"demand_response": {"baseline": "pjm_high_4_of_5"}}, fleet=FleetConfig(num_homes=4, seed=1),
+                 start_day=100, episode_hours=48.0)
+    env.set_perfect_foresight(True)
+    env.reset(seed=0)
+    dr = env.tasks[0]
+    assert {e.day for e in dr.events} == {0, 1}
+    assert dr.plan_gap_bound(0, env.episode_steps) == np.inf
+    first_day_only = env.fleet.steps_per_day
+    assert dr.plan_gap_bound(0, first_day_only) == 0.0  # day 0's CBL days precede the episode: exact
 
 
 @pytest.mark.parametrize(("tasks", "kw"), [

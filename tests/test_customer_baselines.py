@@ -25,6 +25,7 @@ from vpprl.envs.customer_baselines import (
     intervals_per_day,
     nyiso_cbl,
     pjm_high_4_of_5,
+    pjm_match_day,
     pjm_same_day_3_2,
 )
 
@@ -221,6 +222,40 @@ def caiso_case():
     c[[19, 18, 17, 14, 12, 11, 7, 6, 5, 4]] = [118, 100, 116, 102, 114, 104, 112, 106, 110, 108]
     hist = np.repeat((c[:, None] + np.arange(24.0))[:, :, None], 3, axis=2)
     return n, dt, excluded, hist
+
+
+def test_pjm_match_day_averages_the_three_days_most_like_the_event_days_other_hours():
+    """Event in intervals [14, 16) of an hourly day, so the matching hours are all but [13, 17) (the source's
+    "hour before and after the event are excluded"): 20 hours. The event day reads 1.0 kW in each of them.
+
+    row  type      matching hours     hours 13, 16   event hours   squared distance
+    0    weekday   1.0                50             7             0
+    1    weekday   0.75               0.75           3             20 x 0.0625 = 1.25
+    2    Saturday  1.0                1.0            100           (not a like day)
+    3    weekday   1.25               1.25           4             1.25 (ties row 1: the more recent wins)
+    4    weekday   1.0                1.0            5             0
+    5    weekday   1.0 (excluded)     1.0            200           (excluded: an earlier event day)
+    6    weekday   0.5                0.5            9             20 x 0.25 = 5
+
+    Selected: rows 0, 4 and 3 -> event-hour baseline (7 + 5 + 4) / 3 = 16/3; hour 13: (50 + 1 + 1.25) / 3."""
+    levels = [1.0, 0.75, 1.0, 1.25, 1.0, 1.0, 0.5]
+    event_vals = [7.0, 3.0, 100.0, 4.0, 5.0, 200.0, 9.0]
+    hist = np.repeat(np.array(levels)[:, None], 24, axis=1)
+    hist[:, 14:16] = np.array(event_vals)[:, None]
+    hist[0, [13, 16]] = 50.0
+    day_type = np.array([WEEKDAY, WEEKDAY, SATURDAY, WEEKDAY, WEEKDAY, WEEKDAY, WEEKDAY])
+    excluded = np.array([False, False, False, False, False, True, False])
+    today = np.ones((24, 1))
+    today[13:17] = np.nan  # only the matching hours are read
+    base, info = pjm_match_day(hist[:, :, None], day_type, excluded, WEEKDAY, today, 14, 16)
+    assert info.selected_days[:, 0].tolist() == [True, False, False, True, True, False, False]
+    np.testing.assert_allclose(base[14:16, 0], 16.0 / 3.0)
+    np.testing.assert_allclose(base[13, 0], (50.0 + 1.0 + 1.25) / 3.0)
+    assert info.adjustment_kind == "none"
+    with pytest.raises(ValueError, match="event_day_load must be finite outside intervals"):
+        pjm_match_day(hist[:, :, None], day_type, excluded, WEEKDAY, np.full((24, 1), np.nan), 14, 16)
+    with pytest.raises(ValueError, match="too few eligible weekdays"):
+        pjm_match_day(hist[:, :, None], day_type, excluded, WEEKDAY, today, 14, 16, n_days=6)
 
 
 def test_caiso_10_in_10_average_and_capped_day_of_adjustment():

@@ -139,6 +139,31 @@ def test_same_day_baseline_is_the_mean_load_around_the_event():
     assert info["kpis"]["dr_credited_kwh"] == pytest.approx(discharged, rel=1e-4)
 
 
+def test_match_day_baseline_is_paid_at_midnight_and_not_raised_by_charging_before_the_event():
+    """PJM Match Day on flat homes: every candidate day is 1 kW, so whichever three days match, the CBL is 1 kW
+    (worked by hand) and the credit is the discharge, even when the batteries charge 0.5 of their power through
+    13:00-16:00 (which raises PJM High 4 of 5's CBL through its adjustment); it is paid once the day is metered."""
+    env = _flat_load_env("pjm_match_day")
+    env.reset(seed=0)
+    task = env.tasks[0]
+    discharged = 0.0
+    paid_at = []
+    for t in range(96):
+        action = np.zeros((5, 6), np.float32)
+        if task.active[t]:
+            action[:, 0] = -1.0
+        elif 13.0 <= t / 4 < 16.0:
+            action[:, 0] = 0.5
+        _, _, _, _, info = env.step(action)
+        if task.active[t]:
+            discharged += float(-env.fleet.last_outcome.device_kw[0].sum()) * 0.25
+        if info["reward_per_home"].sum() > 1e-9:
+            paid_at.append(t)
+    assert paid_at == [95]
+    assert discharged > 1.0
+    assert info["kpis"]["dr_credited_kwh"] == pytest.approx(discharged, rel=1e-4)
+
+
 def test_regulation_kpis_average_onto_pjm_10_second_samples():
     """At 2-second steps the score is PJM's on 10-second averages (a second, plain averaging here) per hour;
     perfect tracking scores 1 and no response 0 precision."""
@@ -275,7 +300,7 @@ def test_demand_response_counterfactual_kpi_is_the_batteries_beside_thermal_devi
     ({"start_window_h": (22.0, 23.0), "duration_h": 2.0}, r"an event must end by midnight"),
     ({"baseline": "pjm_same_day_3_2", "start_window_h": (19.0, 20.0)}, r"must end by 21:00"),
     ({"weekdays_only": False}, r"only pjm_same_day_3_2 supports weekend events"),
-    ({"baseline": "pjm_match_day"}, r"DemandResponse.baseline must be one of"),
+    ({"baseline": "pjm_matchday"}, r"DemandResponse.baseline must be one of"),
 ])
 def test_demand_response_settings_the_baselines_cannot_settle_are_refused(params, message):
     with pytest.raises(ValueError, match=message):

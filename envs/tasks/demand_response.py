@@ -2,7 +2,7 @@
 
 Grid operators measure a DR reduction against a baseline computed from *metered history* by a published
 rule (``envs.customer_baselines``: PJM High 4 of 5 with its symmetric additive adjustment, PJM Same Day
-3 + 2, CAISO 10-in-10, NYISO CBL), not against what the simulator knows the homes would have drawn: that
+3 + 2, PJM Match Day, CAISO 10-in-10, NYISO CBL), not against what the simulator knows the homes would have drawn: that
 counterfactual cannot be metered, and a policy that sets homes back before an event inflates it. The
 metered history is the homes' own-control load on the days before the episode (simulated once at reset,
 ``Fleet.simulate_own_control``) followed by the episode's own metered load, so load raised in an adjustment
@@ -10,13 +10,14 @@ window raises the baseline exactly as it would in a real programme. The counterf
 reported (``dr_counterfactual_kwh``) beside the credited one, so a user sees credit a policy did not deliver.
 
 Each event is settled once its baseline is final and its load metered (at the event's end; for Same Day
-3 + 2 after its post-event window): the credit ``credit_per_kwh x (CBL - metered)`` per home and step,
+3 + 2 after its post-event window; for Match Day at the end of the event day): the credit ``credit_per_kwh x (CBL - metered)`` per home and step,
 and ``shortfall_penalty_per_kwh`` for each kWh the fleet falls short of its commitment (split across homes
 by import), are paid in that step's reward.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,8 @@ from ..fleet import Fleet, StepOutcome
 from .base import Task, check_ranges, split_by_weight
 
 #: calendar days of metered history each method needs before an event (its like-day windows)
-LOOKBACK_DAYS = {"pjm_high_4_of_5": 9, "pjm_same_day_3_2": 1, "caiso_10_in_10": 14, "nyiso_cbl": 18}
+LOOKBACK_DAYS = {"pjm_high_4_of_5": 9, "pjm_same_day_3_2": 1, "pjm_match_day": 14, "caiso_10_in_10": 14,
+                 "nyiso_cbl": 18}
 
 
 #: what a method relaxes when the simulated history holds too few eligible days (PJM's own fallback for that
@@ -34,7 +36,7 @@ LOOKBACK_DAYS = {"pjm_high_4_of_5": 9, "pjm_same_day_3_2": 1, "caiso_10_in_10": 
 #: (no low-usage screen: a threshold of -inf or +inf times a reference that may be negative on a net-exporting fleet)
 FALLBACK_OPTIONS = {"pjm_high_4_of_5": ({"low_usage_fraction": -np.inf}, {"low_usage_fraction": np.inf}),
                     "nyiso_cbl": ({"low_usage_fraction": -np.inf}, {"low_usage_fraction": np.inf}),
-                    "caiso_10_in_10": ({"min_days": 1},), "pjm_same_day_3_2": ()}
+                    "caiso_10_in_10": ({"min_days": 1},), "pjm_same_day_3_2": (), "pjm_match_day": ({"n_days": 1},)}
 
 
 @dataclass
@@ -72,7 +74,7 @@ class DemandResponse(Task):
         if start_window_h[1] + duration_h > 24.0:
             raise ValueError(f"DemandResponse: an event must end by midnight (its baseline is a day's), got "
                              f"start_window_h={start_window_h} and duration_h={duration_h}")
-        before_h = 1.0 if baseline == "pjm_same_day_3_2" else 4.0  # the adjustment window before the event
+        before_h = 1.0 if baseline in ("pjm_same_day_3_2", "pjm_match_day") else 4.0  # the adjustment window before the event
         if start_window_h[0] < before_h:
             raise ValueError(f"DemandResponse.start_window_h must start at >= {before_h:g} h with baseline={baseline} "
                              f"(its day-of window lies before the event, on the same day), got {start_window_h}")
@@ -137,6 +139,8 @@ class DemandResponse(Task):
             settle = int(steps[-1])
             if self.baseline == "pjm_same_day_3_2":  # the post-event window: [end + 1 h, end + 3 h)
                 settle = int(steps[-1] + 3 * round(3600 / fleet.dt_s))
+            elif self.baseline == "pjm_match_day":  # matched on the whole day's other hours: final at midnight
+                settle = int((ev_day + 1) * self.per_day - offset - 1)
             if settle >= episode_steps:  # its baseline would be final only after the episode: not called
                 self.active[steps] = False
                 continue
@@ -190,7 +194,8 @@ class DemandResponse(Task):
         for event in self.events:
             if event.settled:
                 continue
-            if event.steps[0] == self.t and self.baseline != "pjm_same_day_3_2":  # final before the event
+            if event.steps[0] == self.t and self.baseline not in ("pjm_same_day_3_2", "pjm_match_day"):
+                # a baseline final before the event
                 self._cbl_now = ((self._lookback + event.day) * self.per_day,
                                  self._baseline_of(event, count=False).sum(axis=1))
             if t >= event.settle_at:
@@ -281,42 +286,76 @@ class DemandResponse(Task):
         over episode steps [start, start + steps): per event (E, const, W, weight) with plan-relative event
         steps E, CBL_e = const_e + weight * sum of the planned fleet load over plan-relative steps W.
 
-        Exact for PJM High 4 of 5 (additive adjustment) and PJM Same Day 3 + 2 when the baseline days precede
-        the episode (events on its first day, or later events whose CBL days all precede it); loads already
-        metered enter ``const``. Not exact (documented gaps): a capped ratio adjustment (CAISO, NYISO) is not
-        affine, so the plan uses the unadjusted baseline; for a later day of a multi-day episode the unmetered
-        episode days count as 0 kW in the day selection (which is not affine in the plan either)."""
-        terms = []
-        for event in self.events:
-            e_abs = event.steps[(event.steps >= start) & (event.steps < start + steps)]
-            if event.settled or not len(e_abs):
-                continue
-            history, day_type, excluded, _ = self.history_and_event_day(event)
-            history = np.nan_to_num(history.sum(axis=2, keepdims=True))  # unmetered episode days: 0 (see above)
-            zeros = np.zeros((self.per_day, 1))
-            _, info = self._fleet_baseline(history, day_type, excluded, self._day_type(self._first_day + event.day),
-                                           zeros, event, count=False)  # planning is not settlement
-            unadjusted = info.unadjusted[:, 0]
-            day_row = (self._lookback + event.day) * self.per_day
-            interval = lambda step: step + self._origin - day_row  # noqa: E731  (episode step -> interval)
-            if info.adjustment_kind == "additive" or self.baseline == "pjm_same_day_3_2":
-                window_iv = np.concatenate([np.arange(*w) for w in info.adjustment_intervals])
-            else:
-                window_iv = np.zeros(0, int)
-            window_abs = window_iv + day_row - self._origin  # episode steps
-            weight = 1.0 / len(window_iv) if len(window_iv) else 0.0
-            known = window_abs < start  # already metered (or before the episode)
-            metered = self._metered[window_abs[known] + self._origin].sum() if known.any() else 0.0
-            if self.baseline == "pjm_same_day_3_2":
-                const = np.full(len(e_abs), weight * metered)
-            elif info.adjustment_kind == "additive":
-                const = unadjusted[interval(e_abs)] - unadjusted[window_iv].mean() + weight * metered
-            else:
-                const = unadjusted[interval(e_abs)]
-                weight = 0.0
-            future = window_abs[~known] - start
-            terms.append((e_abs - start, const, future[future < steps] if weight else future[:0], weight))
-        return terms
+        Exact for PJM High 4 of 5 (additive adjustment) and PJM Same Day 3 + 2 once the baseline days are
+        metered (events on the episode's first day, or later events planned after their CBL days); loads
+        already metered enter ``const``. Where it is not exact, :meth:`plan_gap_bound` bounds the error: a
+        capped ratio adjustment (CAISO, NYISO) is not affine, so the plan uses the unadjusted baseline; Match
+        Day picks its days by the event day's own load, so the plan uses the days most like a typical day; for
+        an event whose CBL days are not yet metered the unmetered days count as 0 kW in the selection."""
+        return [terms for terms, _ in (self._plan_event(e, start, steps) for e in self._events_in(start, steps))]
+
+    def plan_gap_bound(self, start: int, steps: int) -> float:
+        """$ bound on |env return - LP objective| from the DR terms of :meth:`plan_terms`, for any plan.
+
+        Per event step, the true fleet CBL differs from the planned one by at most delta (ratio methods: cap x
+        |unadjusted CBL|, the factor lying in [1 - cap, 1 + cap]; Match Day: the spread between the means of the
+        n highest and the n lowest candidate days at that interval, since any n-day mean lies between them); the
+        credit then moves by credit x delta x dt and the shortfall penalty by at most penalty x delta x dt. So
+        an oracle planning on these terms scores within 2 x this bound of the best plan. ``inf`` where the CBL
+        days are not metered when planning (a later day of a multi-day episode), 0 where the terms are exact."""
+        total = 0.0
+        for event in self._events_in(start, steps):
+            _, delta = self._plan_event(event, start, steps)
+            total += (self.credit_per_kwh + self.shortfall_penalty_per_kwh) * self.dt_h * float(np.sum(delta))
+        return total
+
+    def _events_in(self, start: int, steps: int) -> list[_Event]:
+        return [e for e in self.events if not e.settled
+                and np.any((e.steps >= start) & (e.steps < start + steps))]
+
+    def _plan_event(self, event: _Event, start: int, steps: int):
+        """((E, const, W, weight), delta per planned event step) of one event (see :meth:`plan_terms`)."""
+        e_abs = event.steps[(event.steps >= start) & (event.steps < start + steps)]
+        history, day_type, excluded, _ = self.history_and_event_day(event)
+        metered = (self._lookback + event.day) * self.per_day <= self._origin + start
+        history = np.nan_to_num(history.sum(axis=2, keepdims=True))  # unmetered episode days: 0 (see above)
+        like_day_proxy = history[~excluded].mean(axis=0)  # a typical day: what Match Day's selection is planned on
+        _, info = self._fleet_baseline(history, day_type, excluded, self._day_type(self._first_day + event.day),
+                                       like_day_proxy, event, count=False)  # planning is not settlement
+        unadjusted = info.unadjusted[:, 0]
+        day_row = (self._lookback + event.day) * self.per_day
+        interval = lambda step: step + self._origin - day_row  # noqa: E731  (episode step -> interval)
+        if info.adjustment_kind == "additive" or self.baseline == "pjm_same_day_3_2":
+            window_iv = np.concatenate([np.arange(*w) for w in info.adjustment_intervals])
+        else:
+            window_iv = np.zeros(0, int)
+        window_abs = window_iv + day_row - self._origin  # episode steps
+        weight = 1.0 / len(window_iv) if len(window_iv) else 0.0
+        known = window_abs < start  # already metered (or before the episode)
+        metered_sum = self._metered[window_abs[known] + self._origin].sum() if known.any() else 0.0
+        if self.baseline == "pjm_same_day_3_2":
+            const = np.full(len(e_abs), weight * metered_sum)
+        elif info.adjustment_kind == "additive":
+            const = unadjusted[interval(e_abs)] - unadjusted[window_iv].mean() + weight * metered_sum
+        else:
+            const = unadjusted[interval(e_abs)]
+            weight = 0.0
+        future = window_abs[~known] - start
+        terms = (e_abs - start, const, future[future < steps] if weight else future[:0], weight)
+        if self.baseline == "pjm_same_day_3_2":
+            delta = np.zeros(len(e_abs))
+        elif not metered:
+            delta = np.full(len(e_abs), np.inf)
+        elif info.adjustment_kind == "multiplicative":
+            cap = inspect.signature(cbl.get_baseline_method(self.baseline)).parameters["cap"].default
+            delta = cap * np.abs(unadjusted[interval(e_abs)])
+        elif self.baseline == "pjm_match_day":
+            candidates = np.sort(history[info.window_days[:, 0]][:, interval(e_abs), 0], axis=0)
+            k = int(info.selected_days[:, 0].sum())
+            delta = candidates[-k:].mean(axis=0) - candidates[:k].mean(axis=0)
+        else:
+            delta = np.zeros(len(e_abs))
+        return terms, delta
 
     def kpis(self) -> dict[str, float]:
         perf = self.delivered_kwh / self.committed_kwh if self.committed_kwh > 0 else float("nan")
