@@ -26,6 +26,8 @@ BASE_GLOBAL_FEATURES: tuple[str, ...] = (
     "outdoor_temp_c/40", "ghi_w_m2/1000", "price_import/0.5", "price_export/0.5", "carbon_kg_per_kwh",
     "aggregate_kw_per_home/5",
 )
+# Bump when a feature changes meaning or scale but keeps its name: exported policies then refuse to load.
+OBSERVATION_SCHEMA_VERSION: int = 1
 
 
 class ObservationBuilder:
