@@ -155,26 +155,8 @@ class TelemetryEstimator:
 
 
 def set_device_states(fleet: Fleet, states: dict[str, np.ndarray]) -> None:
-    """Put device ``states`` (battery and EV kWh, indoor and tank degC) into the fleet and recompute this step's
-    derived limits (exogenous inputs kept): to evaluate what a belief implies, or to move the truth in tests."""
-    dtype = fleet.battery.energy_kwh.dtype
-    for device, value in states.items():
-        arr = value.astype(dtype)
-        if device == "battery":
-            fleet.battery.energy_kwh = arr
-        elif device == "ev":
-            fleet.ev.energy_kwh = np.where(fleet.ev.connected, arr, fleet.ev.energy_kwh).astype(dtype)
-        elif device == "thermostat":
-            fleet.thermostat.temp_c = arr
-        else:
-            fleet.water_heater.temp_c = arr
-    g = fleet.grid
-    fleet.thermostat.update(float(g[0]), float(g[1]))
-    fleet.water_heater.update(fleet.water_heater.last_draw_l)
-    for dev in fleet.devices:
-        dev.prepare()
-    fleet._ranges = None
-    fleet.action_ranges()
+    """Put device ``states`` into the fleet (see ``Fleet.set_device_states``)."""
+    fleet.set_device_states(states)
 
 
 def believed_safe_bounds(shield: Shield, fleet: Fleet, intervals: dict[str, tuple[np.ndarray, np.ndarray]]):

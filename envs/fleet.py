@@ -337,6 +337,45 @@ class Fleet:
             a[j] = map_action(a[j], lo[j], de[j], hi[j])
         return a
 
+    def believed_setpoints(self, action: np.ndarray) -> np.ndarray:
+        """(D, N) kW setpoints for a home-major default-relative action, mapped with the ranges of the fleet's
+        current beliefs (no :meth:`reveal`): what a dispatcher commands, which cannot know the step's truth."""
+        lo, de, hi = (r.copy() for r in self.action_ranges())
+        a = self.sanitize_action(action).astype(np.float64)
+        for j in range(NUM_DEVICE_CLASSES):
+            a[j] = map_action(a[j], lo[j], de[j], hi[j])
+        return a
+
+    def set_device_states(self, states: dict[str, np.ndarray]) -> None:
+        """Put device ``states`` into the fleet (``battery`` / ``ev`` kWh, ``thermostat`` / ``water_heater``
+        degC, each (N,)) and recompute this step's limits under the inputs in place (exogenous inputs kept):
+        telemetry into the dispatcher's twin, a belief evaluated, or the truth moved in a test. An EV's
+        energy is taken only while it is plugged in."""
+        unknown = set(states) - {"battery", "ev", "thermostat", "water_heater"}
+        if unknown:
+            raise ValueError(f"set_device_states: unknown device(s) {sorted(unknown)}; allowed: battery, ev, "
+                             "thermostat, water_heater")
+        dtype = self.battery.energy_kwh.dtype
+        for device, value in states.items():
+            arr = np.asarray(value).astype(dtype)
+            if arr.shape != (self.n,):
+                raise ValueError(f"set_device_states: {device} must have shape ({self.n},), got {arr.shape}")
+            if device == "battery":
+                self.battery.energy_kwh = arr
+            elif device == "ev":
+                self.ev.energy_kwh = np.where(self.ev.connected, arr, self.ev.energy_kwh).astype(dtype)
+            elif device == "thermostat":
+                self.thermostat.temp_c = arr
+            else:
+                self.water_heater.temp_c = arr
+        g = self.grid
+        self.thermostat.update(float(g[0]), float(g[1]))
+        self.water_heater.update(self.water_heater.last_draw_l)
+        for dev in self.devices:
+            dev.prepare()
+        self._ranges = None
+        self.action_ranges()
+
     def apply(self, setpoints_kw: np.ndarray) -> StepOutcome:
         """Run the physics with device-major kW setpoints (D, N), advance the clock, return the outcome.
 

@@ -291,6 +291,11 @@ class VppEnv(gym.Env):
         obs[n_home:] = self.global_observation()
         return obs
 
+    def observe(self) -> np.ndarray:
+        """The centralized observation of the current step, rebuilt from the fleet as it is now (after a
+        dispatcher put telemetry into its twin, say): the vector ``step`` returns."""
+        return self._observe()
+
     def home_observation(self) -> np.ndarray:
         """(N, F) per-home features for the current step (a view reused between steps)."""
         return self._obs.build_home(self.fleet.default_net_kw)

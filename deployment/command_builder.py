@@ -1,0 +1,92 @@
+"""Shield setpoints (kW per device) -> the commands each device class understands, vectorized over devices.
+
+Power devices (battery, EV charger, PV inverter, commercial flexible load) get the absolute kW setpoint. A
+water heater speaks CTA-2045 basic DR, which has no kW: above its own-control power it is asked to LOAD_UP,
+below it to SHED, within ``water_heater_band_kw`` of it to END_SHED (its own control). A thermostat takes a
+setpoint offset: the temperature change the commanded extra power makes in one step (``(P - P_own) x dT/dP``
+of the twin's thermal model), so its own controller draws that power to follow it, saturated at
+``max_offset_c``. Every command is absolute, keyed ``{device_id}:{cycle}`` and expires ``ttl_s`` after issue.
+
+The numbers of a whole cycle are computed and validated as arrays (``CommandBatch``); a ``Command`` object is
+made only for the device it is sent to (``CommandBatch.command``), in the I/O stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..envs.fleet import BATTERY, EV, FLEX, PV, THERMOSTAT, WATER_HEATER
+from .commands import Command, CtaEvent, Envelope, PowerCommand, ThermostatCommand, WaterHeaterCommand
+
+POWER_CLASSES = (BATTERY, EV, PV, FLEX)
+ROUNDING_KW = 1e-6  # setpoints from the shield sit on its bounds up to floating-point rounding
+EVENTS = (CtaEvent.END_SHED, CtaEvent.SHED, CtaEvent.LOAD_UP)  # codes 0, 1, 2 of CommandBatch.event
+
+
+@dataclass(frozen=True)
+class DeviceSlot:
+    """One device the dispatcher commands: the home and device class it is in the twin, and its id."""
+
+    home: int
+    device_class: int
+    device_id: str
+
+
+@dataclass(frozen=True)
+class BuilderConfig:
+    ttl_s: float = 180.0  # commands expire this long after issue (longer than the cadence: keep-alive)
+    water_heater_band_kw: float = 0.05  # |P - P_own| below this is END_SHED
+    max_offset_c: float = 3.0
+
+    def __post_init__(self) -> None:
+        for name, lo, hi in (("ttl_s", 2.0, 86400.0), ("water_heater_band_kw", 0.0, 10.0), ("max_offset_c", 0.1, 10.0)):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and lo <= value <= hi):
+                raise ValueError(f"BuilderConfig.{name} = {value} is outside the allowed range [{lo}, {hi}]")
+
+
+@dataclass
+class CommandBatch:
+    """One cycle's commands as arrays over the device slots (M,). ``ok`` marks the slots to send to."""
+
+    cycle: int
+    issued_at: float
+    valid_until: float
+    ok: np.ndarray  # bool: sendable (trusted telemetry, finite, within range)
+    setpoint_kw: np.ndarray
+    min_kw: np.ndarray
+    max_kw: np.ndarray
+    event: np.ndarray  # int codes into EVENTS (water heaters)
+    offset_c: np.ndarray  # thermostats
+    max_offset_c: float
+    ttl_s: float
+
+    def command(self, slot: DeviceSlot, m: int) -> Command:
+        env = Envelope(f"{slot.device_id}:{self.cycle}", slot.device_id, self.issued_at, self.valid_until)
+        j = slot.device_class
+        if j in POWER_CLASSES:
+            return PowerCommand(env, float(self.setpoint_kw[m]), float(self.min_kw[m]), float(self.max_kw[m]))
+        if j == WATER_HEATER:
+            event = EVENTS[int(self.event[m])]
+            return WaterHeaterCommand(env, event, 0 if event is CtaEvent.END_SHED else int(self.ttl_s))
+        return ThermostatCommand(env, float(self.offset_c[m]), self.max_offset_c)
+
+
+def build_batch(home: np.ndarray, device_class: np.ndarray, cycle: int, now: float, setpoints: np.ndarray,
+                own: np.ndarray, p_min: np.ndarray, p_max: np.ndarray, thermo_gain: np.ndarray,
+                sendable: np.ndarray, config: BuilderConfig) -> CommandBatch:
+    """Commands for the slots ``(home, device_class)`` from (D, N) setpoints, own-control power and physical
+    limits; ``sendable`` (M,) the slots whose telemetry was trusted. A setpoint that is not finite or outside
+    its device's limits is not sendable (the validation the command objects repeat, done once for all)."""
+    sp = setpoints[device_class, home]
+    ow = own[device_class, home]
+    lo = np.minimum(p_min[device_class, home], p_max[device_class, home]) - ROUNDING_KW
+    hi = p_max[device_class, home] + ROUNDING_KW
+    delta = sp - ow
+    event = np.where(delta > config.water_heater_band_kw, 2, np.where(delta < -config.water_heater_band_kw, 1, 0))
+    offset = np.clip(delta * thermo_gain[home], -config.max_offset_c, config.max_offset_c)
+    valid = np.isfinite(sp) & np.isfinite(offset) & (sp >= lo) & (sp <= hi)
+    return CommandBatch(cycle, now, now + config.ttl_s, sendable & valid, sp, lo, hi, event, offset,
+                        config.max_offset_c, config.ttl_s)

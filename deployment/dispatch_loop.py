@@ -1,0 +1,337 @@
+"""The dispatch loop: telemetry -> observation -> policy -> shield -> device commands, every cycle.
+
+The dispatcher keeps a *twin* of the fleet (a ``VppEnv`` with the fleet's registry and data): each cycle it
+puts the trusted telemetry into the twin's device states, builds the observation with the same builder and
+forecaster as training (``VppEnv.observe``), asks the policy (ONNX in production) within a deadline, maps the
+action with the ranges the believed state implies (``Fleet.believed_setpoints``), projects it with the shield
+on that state (and the grid operator's limit, which overrides the VPP's own), and sends one absolute,
+keyed, expiring command per device, journaled before it leaves (``Journal``). The twin then advances one
+step, so a device whose telemetry is missing is believed where the twin predicts it.
+
+Each stage has its own fault boundary, so one failing device or stage never stops the cycle:
+* telemetry missing, stale, implausible (``TelemetryGate``): that device gets no command; its last one
+  expires within ``ttl_s`` and it returns to its own control (released);
+* the policy raises, misses its deadline or returns non-finite actions: the affected homes get action 0,
+  their devices' own control, still through the shield;
+* the shield raises: every home gets its own-control power (safe by definition: what the devices do alone);
+* a device refuses or never answers: logged and counted, the others are unaffected;
+* a crash: on restart the journal's pending commands are re-sent with their ids (applied once) or expired.
+No setpoint leaves the loop that the shield did not produce or that is not the device's own control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..agents.policy import Policy
+from ..envs.fleet import BATTERY, EV, NUM_DEVICE_CLASSES, THERMOSTAT, WATER_HEATER
+from ..envs.vpp_env import VppEnv
+from .command_builder import POWER_CLASSES, BuilderConfig, CommandBatch, DeviceSlot, build_batch
+from .commands import Command, CommandError, DeviceLink
+from .journal import Journal
+from .shield import Shield, ShieldConfig
+from .telemetry_gate import REASONS, DeviceLimits, GateConfig, TelemetryGate, TelemetryStore
+
+log = logging.getLogger("vpprl.dispatch")
+
+STATE_OF = {BATTERY: "battery", EV: "ev", WATER_HEATER: "water_heater", THERMOSTAT: "thermostat"}
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    cadence_s: float = 60.0
+    policy_deadline_s: float = 2.0
+    io_timeout_s: float = 5.0  # per device read or send
+    max_commands_per_device_per_min: int = 6
+    builder: BuilderConfig = field(default_factory=BuilderConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+
+    def __post_init__(self) -> None:
+        for name, lo, hi in (("cadence_s", 1.0, 3600.0), ("policy_deadline_s", 0.001, 600.0),
+                             ("io_timeout_s", 0.01, 600.0)):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and lo <= value <= hi):
+                raise ValueError(f"DispatchConfig.{name} = {value} is outside the allowed range [{lo}, {hi}]")
+        if not self.builder.ttl_s > self.cadence_s:
+            raise ValueError(f"DispatchConfig.builder.ttl_s ({self.builder.ttl_s}) must exceed cadence_s "
+                             f"({self.cadence_s}): commands are refreshed each cycle before they expire")
+        if not 1 <= self.max_commands_per_device_per_min <= 600:
+            raise ValueError("DispatchConfig.max_commands_per_device_per_min must be in [1, 600], got "
+                             f"{self.max_commands_per_device_per_min}")
+
+
+@dataclass
+class CycleReport:
+    cycle: int
+    started_at: float
+    latency_s: float = 0.0
+    stage_s: dict[str, float] = field(default_factory=dict)
+    untrusted: dict[str, str] = field(default_factory=dict)  # device id -> why its telemetry was refused
+    fallback_homes: dict[int, str] = field(default_factory=dict)  # home -> why it got its own control
+    sent: int = 0
+    acked: int = 0
+    refused: dict[str, str] = field(default_factory=dict)  # device id -> reason
+    failed: dict[str, str] = field(default_factory=dict)  # device id -> error (unreachable, timeout)
+    tracking_error_kw: np.ndarray | None = None  # (M,) power read back - last setpoint (NaN: none)
+    shield_failed: str = ""
+    policy_failed: str = ""
+    commands: dict[str, Command] = field(default_factory=dict)  # device id -> command sent this cycle
+
+
+def device_limits(twin: VppEnv, slot: DeviceSlot) -> DeviceLimits:
+    """Rated limits of a slot's device, from the twin's fleet parameters."""
+    f, i, j = twin.fleet, slot.home, slot.device_class
+    if j == BATTERY:
+        p = f.battery.params
+        cap = float(p.capacity_kwh[i])
+        rate = max(float(p.max_charge_kw[i]), float(p.max_discharge_kw[i]) / float(p.discharge_efficiency[i]))
+        return DeviceLimits(-float(p.max_discharge_kw[i]), float(p.max_charge_kw[i]), "soc_kwh", 0.0, cap, rate, rate)
+    if j == EV:
+        p = f.ev.params
+        rate = max(float(p.max_charge_kw[i]), float(p.max_discharge_kw[i]) / float(p.efficiency[i]))
+        return DeviceLimits(-float(p.max_discharge_kw[i]), float(p.max_charge_kw[i]), "soc_kwh", 0.0, 200.0, rate, rate)
+    if j == WATER_HEATER:
+        p = f.water_heater.params
+        rise = float(p.element_kw[i]) / float(f.water_heater.heat_capacity_kwh_per_c[i])  # the element's heating
+        return DeviceLimits(0.0, float(p.element_kw[i]), "temp_c", 0.0, 100.0, rise)
+    if j == THERMOSTAT:
+        p = f.thermostat.params
+        return DeviceLimits(0.0, float(p.heat_pump_kw[i]), "temp_c", -10.0, 50.0, 20.0, 20.0)
+    lo, hi = f.feasible_power()
+    return DeviceLimits(float(lo[j, i]) * 2.0 - 1.0, float(hi[j, i]) * 2.0 + 1.0)
+
+
+class Dispatcher:
+    """One fleet's dispatch loop (see the module docstring). ``clock`` gives unix seconds (simulated in tests).
+    ``links`` maps every device slot to its protocol link; slot arrays are fixed at construction."""
+
+    def __init__(self, twin: VppEnv, policy: Policy, links: dict[DeviceSlot, DeviceLink], journal: Journal,
+                 config: DispatchConfig | None = None, shield: Shield | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.twin, self.policy, self.links, self.journal = twin, policy, links, journal
+        self.config = config or DispatchConfig()
+        self.shield = shield or Shield()
+        self.clock = clock
+        self.slots = list(links)
+        self.home = np.array([s.home for s in self.slots], dtype=np.int64)
+        self.device_class = np.array([s.device_class for s in self.slots], dtype=np.int64)
+        limits = [device_limits(twin, s) for s in self.slots]
+        self.store = TelemetryStore([s.device_id for s in self.slots], [x.state_key for x in limits])
+        self.gate = TelemetryGate(limits, self.config.gate)
+        self.trusted = np.zeros(len(self.slots), bool)
+        self.operator_limit_kw: float | None = None
+        self.cycle_no = journal.last_cycle() + 1
+        self._sent_times: dict[str, deque] = {}
+        self._last_setpoint = np.full(len(self.slots), np.nan)
+
+    # ----- the grid operator ------------------------------------------------------------------------
+    def set_operator_limit(self, limit_kw: float | None) -> None:
+        """A fleet import limit from the grid operator; it overrides the VPP's own (the tighter one holds)."""
+        if limit_kw is not None and not (math.isfinite(limit_kw) and limit_kw > 0):
+            raise ValueError(f"operator limit must be a finite number > 0 kW or None, got {limit_kw}")
+        self.operator_limit_kw = limit_kw
+
+    def _effective_shield(self) -> Shield:
+        own = self.shield.config.feeder_limit_kw
+        if self.operator_limit_kw is None or (own is not None and own <= self.operator_limit_kw):
+            return self.shield
+        c = self.shield.config
+        return Shield(ShieldConfig(self.operator_limit_kw, c.ev_margin_h, c.comfort_margin_c, c.bisection_iterations))
+
+    # ----- recovery ---------------------------------------------------------------------------------
+    async def recover(self) -> tuple[int, int]:
+        """Re-send the journal's pending commands that have not expired (same ids: applied once), expire the
+        rest. Returns (re-sent, expired)."""
+        now = self.clock()
+        by_id = {slot.device_id: slot for slot in self.slots}
+        resent = expired = 0
+        for entry in self.journal.pending():
+            c = entry.command
+            slot = by_id.get(c.envelope.device_id)
+            if slot is None or c.envelope.valid_until <= now:
+                self.journal.mark(c.envelope.command_id, "expired", "not sent before a restart")
+                expired += 1
+                continue
+            await self._send_one(slot, c, CycleReport(entry.cycle, now))
+            resent += 1
+        return resent, expired
+
+    # ----- one cycle --------------------------------------------------------------------------------
+    async def cycle(self) -> CycleReport:
+        """Read every device, decide, send; returns what happened (never raises for device or policy faults)."""
+        t0 = time.perf_counter()
+        now = self.clock()
+        report = self.begin(now)
+        tick = time.perf_counter()
+        await self._read_all(report)
+        report.stage_s["read"] = time.perf_counter() - tick
+        obs = self.observe(now, report)
+        tick = time.perf_counter()
+        action = await self._decide(obs, report)
+        report.stage_s["policy"] = time.perf_counter() - tick
+        batch, setpoints = self.commands_for(action, now, report)
+        tick = time.perf_counter()
+        await self._send_batch(batch, report)
+        report.stage_s["send"] = time.perf_counter() - tick
+        self.end(report, setpoints)
+        report.latency_s = time.perf_counter() - t0
+        return report
+
+    def begin(self, now: float) -> CycleReport:
+        k = self.cycle_no
+        self.cycle_no += 1
+        self.journal.start_cycle(k, now)
+        self.store.start_cycle()
+        return CycleReport(k, now)
+
+    def observe(self, now: float, report: CycleReport) -> np.ndarray:
+        """Gate this cycle's readings, put the trusted states into the twin, build the observation."""
+        tick = time.perf_counter()
+        reason = self.gate.check(self.store, now)
+        self.trusted = reason == 0
+        for m in np.flatnonzero(~self.trusted):
+            why = report.untrusted.setdefault(self.slots[m].device_id, REASONS[reason[m]])
+            log.warning("cycle %d: telemetry of %s not trusted: %s", report.cycle, self.slots[m].device_id, why)
+        power_class = np.isin(self.device_class, POWER_CLASSES)
+        report.tracking_error_kw = np.where(self.trusted & power_class, self.store.power_kw - self._last_setpoint,
+                                            np.nan)
+        self._put_states()
+        obs = self.twin.observe()
+        report.stage_s["observation"] = time.perf_counter() - tick
+        return obs
+
+    def _put_states(self) -> None:
+        fleet = self.twin.fleet
+        current = {"battery": fleet.battery.energy_kwh, "ev": fleet.ev.energy_kwh,
+                   "water_heater": fleet.water_heater.temp_c, "thermostat": fleet.thermostat.temp_c}
+        states = {}
+        for j, name in STATE_OF.items():
+            take = self.trusted & (self.device_class == j)
+            if j == EV:
+                take &= self.store.connected >= 0.5
+            if take.any():
+                states[name] = current[name].copy()
+                states[name][self.home[take]] = self.store.state[take]
+        if states:
+            fleet.set_device_states(states)
+
+    def commands_for(self, action: np.ndarray, now: float, report: CycleReport) -> tuple[CommandBatch, np.ndarray]:
+        """Shield the action on the believed state and encode the commands of every trusted device."""
+        tick = time.perf_counter()
+        fleet = self.twin.fleet
+        own = fleet.action_ranges()[1].astype(np.float64).copy()
+        p_min, p_max = fleet.feasible_power()
+        try:
+            setpoints = self._effective_shield().project(fleet, fleet.believed_setpoints(action)).setpoints_kw
+            if not np.isfinite(setpoints).all():
+                raise FloatingPointError("non-finite safe setpoints")
+        except Exception as err:  # noqa: BLE001 - the boundary: any shield failure releases every home
+            report.shield_failed = f"{type(err).__name__}: {err}"
+            log.error("cycle %d: shield failed (%s); every home gets its own control", report.cycle,
+                      report.shield_failed)
+            setpoints = own
+            report.fallback_homes.update({i: "shield failed" for i in range(fleet.n)})
+        report.stage_s["shield"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        batch = build_batch(self.home, self.device_class, report.cycle, now, setpoints, own, p_min, p_max,
+                            fleet.thermostat.gain_c_per_kw, self.trusted, self.config.builder)
+        for m in np.flatnonzero(self.trusted & ~batch.ok):
+            report.refused[self.slots[m].device_id] = "not sent: setpoint not finite or outside the device's limits"
+        self._last_setpoint[batch.ok] = batch.setpoint_kw[batch.ok]
+        report.stage_s["encode"] = time.perf_counter() - tick
+        return batch, setpoints
+
+    def end(self, report: CycleReport, setpoints: np.ndarray) -> None:
+        """Advance the twin one step (its prediction for devices that go silent) and close the cycle."""
+        self.twin.step_setpoints(setpoints)
+        self.journal.finish_cycle(report.cycle, self.clock())
+
+    # ----- stages -----------------------------------------------------------------------------------
+    async def _read_all(self, report: CycleReport) -> None:
+        timeout = self.config.io_timeout_s
+        results = await asyncio.gather(*(asyncio.wait_for(self.links[s].read(timeout), timeout) for s in self.slots),
+                                       return_exceptions=True)
+        for slot, res in zip(self.slots, results):
+            if isinstance(res, BaseException):
+                report.untrusted[slot.device_id] = f"no telemetry: {type(res).__name__}: {res}"
+            elif res.device_id != slot.device_id:
+                report.untrusted[slot.device_id] = f"reading names another device ({res.device_id})"
+            else:
+                self.store.update(res)
+
+    async def _send_batch(self, batch: CommandBatch, report: CycleReport) -> None:
+        sendable = []
+        for m in np.flatnonzero(batch.ok):
+            slot = self.slots[m]
+            command = batch.command(slot, m)
+            try:
+                command.validate()
+            except CommandError as err:
+                report.refused[slot.device_id] = f"not sent: {err}"
+                continue
+            sendable.append((slot, command))
+        fresh = {c.envelope.command_id for c in self.journal.record_pending(batch.cycle, [c for _, c in sendable])}
+        await asyncio.gather(*(self._send_one(slot, c, report) for slot, c in sendable
+                               if c.envelope.command_id in fresh))
+
+    async def _decide(self, obs: np.ndarray, report: CycleReport) -> np.ndarray:
+        n = self.twin.fleet.n
+        zeros = np.zeros((n, NUM_DEVICE_CLASSES), np.float32)
+        loop = asyncio.get_running_loop()
+        try:
+            raw = await asyncio.wait_for(loop.run_in_executor(None, self.policy.act, obs),
+                                         self.config.policy_deadline_s)
+            action = np.asarray(raw, dtype=np.float32).reshape(n, NUM_DEVICE_CLASSES)
+        except Exception as err:  # noqa: BLE001 - the boundary: a failed policy leaves homes to their own control
+            why = "deadline missed" if isinstance(err, TimeoutError) else f"{type(err).__name__}: {err}"
+            report.policy_failed = why
+            report.fallback_homes.update({i: f"policy: {why}" for i in range(n)})
+            log.error("cycle %d: policy failed (%s); every home gets its own control", report.cycle, why)
+            return zeros
+        bad = ~np.isfinite(action).all(axis=1)
+        if bad.any():
+            action[bad] = 0.0
+            report.fallback_homes.update({int(i): "policy: non-finite action" for i in np.flatnonzero(bad)})
+            log.warning("cycle %d: non-finite actions for %d homes; their own control", report.cycle, int(bad.sum()))
+        return action
+
+    def _rate_ok(self, device_id: str, now: float) -> bool:
+        times = self._sent_times.setdefault(device_id, deque())
+        while times and times[0] <= now - 60.0:
+            times.popleft()
+        if len(times) >= self.config.max_commands_per_device_per_min:
+            return False
+        times.append(now)
+        return True
+
+    async def _send_one(self, slot: DeviceSlot, command: Command, report: CycleReport) -> None:
+        cid = command.envelope.command_id
+        if not self._rate_ok(slot.device_id, self.clock()):
+            self.journal.mark(cid, "refused", "dispatcher rate limit")
+            report.refused[slot.device_id] = "dispatcher rate limit"
+            return
+        try:
+            ack = await asyncio.wait_for(self.links[slot].send(command, self.config.io_timeout_s),
+                                         self.config.io_timeout_s)
+        except Exception as err:  # noqa: BLE001 - the boundary: one device never stops the cycle
+            self.journal.mark(cid, "failed", f"{type(err).__name__}: {err}")
+            report.failed[slot.device_id] = f"{type(err).__name__}: {err}"
+            log.warning("cycle %d: %s unreachable: %s", report.cycle, slot.device_id, err)
+            return
+        report.sent += 1
+        report.commands[slot.device_id] = command
+        if ack.accepted:
+            self.journal.mark(cid, "acked", ack.reason)
+            report.acked += 1
+        else:
+            self.journal.mark(cid, "refused", ack.reason)
+            report.refused[slot.device_id] = ack.reason
+            log.warning("cycle %d: %s refused %s: %s", report.cycle, slot.device_id, cid, ack.reason)
