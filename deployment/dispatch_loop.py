@@ -171,7 +171,7 @@ class Dispatcher:
         now = self.clock()
         report = self.begin(now)
         tick = time.perf_counter()
-        await self._read_all(report)
+        await self.read_all(report)
         report.stage_s["read"] = time.perf_counter() - tick
         obs = self.observe(now, report)
         tick = time.perf_counter()
@@ -255,7 +255,8 @@ class Dispatcher:
         self.journal.finish_cycle(report.cycle, self.clock())
 
     # ----- stages -----------------------------------------------------------------------------------
-    async def _read_all(self, report: CycleReport) -> None:
+    async def read_all(self, report: CycleReport) -> None:
+        """Read every device concurrently into the telemetry store (failures noted as untrusted)."""
         timeout = self.config.io_timeout_s
         results = await asyncio.gather(*(asyncio.wait_for(self.links[s].read(timeout), timeout) for s in self.slots),
                                        return_exceptions=True)
