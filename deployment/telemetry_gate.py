@@ -4,7 +4,8 @@ Readings land in a ``TelemetryStore`` as they arrive (one row per device slot); 
 them all at once. A reading is refused (the device's state left to the twin's own prediction, the device
 released to its local control) when it is missing, stale or stamped in the future, not finite, outside the
 device's rated limits, or when its state moved further since the last trusted reading than the device could
-move it (a battery's rated power; a tank's element heating it; draws may cool a tank as fast as water runs):
+move it (a battery's rated power; a tank's element heating it; draws may cool a tank as fast as water runs;
+an EV that left or arrived in between is another car):
 what a spoofed or corrupted meter looks like. Authentication is the protocol link's job (TLS, client
 certificates, signed OpenADR payloads, the Modbus allow list); this gate checks what an authenticated
 device says.
@@ -97,6 +98,7 @@ class TelemetryGate:
         self.power_tol = c.power_tolerance * (self.max_kw - self.min_kw) + 0.05
         self.last_state = np.full(len(limits), np.nan)
         self.last_at = np.full(len(limits), np.nan)
+        self.last_connected = np.ones(len(limits), bool)
 
     def check(self, store: TelemetryStore, now: float) -> np.ndarray:
         """(M,) reason codes into ``REASONS`` (0 = trusted) for this cycle's readings; remembers the trusted."""
@@ -120,9 +122,12 @@ class TelemetryGate:
             hours = np.maximum(store.measured_at - self.last_at, 0.0) / 3600.0
             change = s - self.last_state
             reach = np.where(change > 0, self.rise, self.fall) * hours + self.state_tol
-            moved_too_far = self.has_state & np.isfinite(change) & (np.abs(change) > reach)
+            # an EV that left or arrived in between is another car: its energy may jump
+            same = (store.connected >= 0.5) & self.last_connected
+            moved_too_far = self.has_state & same & np.isfinite(change) & (np.abs(change) > reach)
         flag(moved_too_far, 7)
         ok = reason == 0
         self.last_state[ok] = s[ok]
         self.last_at[ok] = store.measured_at[ok]
+        self.last_connected[ok] = store.connected[ok] >= 0.5
         return reason
