@@ -170,16 +170,18 @@ def test_an_extreme_policy_never_takes_a_device_past_its_safe_limits(tmp_path, e
 
 def test_a_device_whose_telemetry_cannot_be_trusted_is_released_to_its_own_control(tmp_path):
     """A spoofed reading (a battery reporting more energy than it can hold) and a silent charger: neither gets a
-    command (released), the others do, and the cycle ends within the I/O timeout."""
+    command (released); a water heater whose occupant overrides refuses its command; the others are commanded,
+    and the cycle ends within the I/O timeout."""
     env = twin()
 
     async def body():
         sim = await start_simulated_fleet(env, start_time=time.time(), classes=FAST, tmp_dir=tmp_path)
         try:
             links = dict(sim.links)
-            bat, ev = sim.slots(BATTERY)[0], sim.slots(EV)[0]
+            bat, ev, wh = sim.slots(BATTERY)[0], sim.slots(EV)[0], sim.slots(WATER_HEATER)[0]
             links[bat] = Forged(links[bat], soc_kwh=1e6)
             links[ev] = Silent(ev.device_id)
+            sim.device(wh).customer_override = True  # the occupant opted out: the device NAKs DR events
             d = Dispatcher(env, Constant(1.0), links, Journal(":memory:"), config(io_timeout_s=0.5),
                            clock=sim.clock)
             d.policy.env = env
@@ -190,7 +192,8 @@ def test_a_device_whose_telemetry_cannot_be_trusted_is_released_to_its_own_contr
             assert "TimeoutError" in report.untrusted[ev.device_id]
             assert bat.device_id not in report.commands and ev.device_id not in report.commands
             assert links[ev].sends == 0
-            others = [s.device_id for s in d.slots if s not in (bat, ev)]
+            assert wh.device_id in report.refused and wh.device_id in report.commands  # sent, refused by the device
+            others = [s.device_id for s in d.slots if s not in (bat, ev, wh)]
             assert others and all(o in report.commands for o in others)
             accounted(report, d)
         finally:
@@ -379,3 +382,26 @@ def test_thermostats_follow_offsets_through_openadr(tmp_path):
             await sim.close()
 
     run(body())
+
+
+def test_vpprl_dispatch_runs_an_hour_of_simulated_homes_and_refuses_bad_input(tmp_path):
+    """The command line end to end: 2 homes, 4 cycles, the dispatched KPIs beside the env's; user errors get
+    one line naming the field and exit code 2."""
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "vpprl.deployment.dispatch_cli", "simulate=2", "hours=1", f"hydra.run.dir={run_dir}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| energy_cost |" in done.stdout and "| commands_acked |" in done.stdout
+    assert (run_dir / "dispatch_kpis.md").exists() and (run_dir / "dispatch_cycles.csv").exists()
+    rows = (run_dir / "dispatch_cycles.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 4
+    for bad, message in (("simulate=0", "simulate = 0: must be in [1, 1000]"),
+                         ("policy=/nonexistent", "policy: '/nonexistent' is neither"),
+                         ("classes=[battery,toaster]", "each must be one of")):
+        done = subprocess.run([sys.executable, "-m", "vpprl.deployment.dispatch_cli", bad,
+                               f"hydra.run.dir={tmp_path / 'bad'}"], capture_output=True, text=True, timeout=120,
+                              cwd=tmp_path)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
