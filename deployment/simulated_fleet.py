@@ -342,9 +342,7 @@ def _step_ven(ven: ThermostatVen, dt_s: float) -> None:
     """Step a VEN split where one of its events starts or ends inside the interval: ``ThermostatVen.step``
     applies the event in force at the interval's start to all of it (the other simulators split themselves)."""
     t_end = ven.now + dt_s
-    cuts = sorted({b for i in getattr(ven, "_instructions", {}).values() for b in (i.start, i.end)
-                   if ven.now + 1e-3 < b < t_end - 1e-3})
-    for b in [*cuts, t_end]:
+    for b in [*ven.event_boundaries(ven.now, t_end), t_end]:
         ven.step(b - ven.now)
 
 

@@ -255,7 +255,7 @@ def test_security_allow_list_charger_password_and_mutual_tls(tmp_path: Path) -> 
         fleet = await start_simulated_fleet(twin, start_time=time.time(), tmp_dir=tmp_path)
         try:
             batteries = fleet.slots(BATTERY)
-            bound = {(fleet.device(s)._server.transport.sockets[0].getsockname()[:2]) for s in batteries}
+            bound = {tuple(fleet.device(s).address) for s in batteries}
             assert fleet.modbus_allow is not None and fleet.modbus_allow.pairs == bound
             host, port = next(iter(bound))
             with pytest.raises(AddressNotAllowed, match="not on the allow list"):

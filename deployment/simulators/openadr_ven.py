@@ -170,6 +170,11 @@ class SimulatedVen:
         live = [i for i in self._instructions.values() if i.start - TIME_EPS_S <= t < i.end - TIME_EPS_S]
         return max(live, key=lambda i: i.start).value if live else None
 
+    def event_boundaries(self, t0: float, t1: float) -> list[float]:
+        """Times strictly inside (t0, t1) where one of this VEN's events starts or ends (to split a step there:
+        ``step`` applies the event in force at its start to the whole interval)."""
+        return sorted({b for i in self._instructions.values() for b in (i.start, i.end) if t0 + 1e-3 < b < t1 - 1e-3})
+
     def _on_event(self, event: dict) -> str:
         """openleadr on_event / on_update_event: keep an opted-in event, drop a cancelled one."""
         descriptor = event["event_descriptor"]

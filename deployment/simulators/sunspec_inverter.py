@@ -186,6 +186,7 @@ class SunSpecInverterSim:
         self.connections = 0
         self.remote_control = True  # False: the installer switched the device to local control; writes get BUSY
         self._server: ModbusTcpServer | None = None
+        self.address: tuple[str, int] | None = None  # the bound (host, port) once started
         self._init_points(serial)
         self._refresh()
 
@@ -428,6 +429,7 @@ class SunSpecInverterSim:
         self._server = ModbusTcpServer(dev, address=(host, port), trace_connect=self._on_connect)
         await self._server.serve_forever(background=True)
         sock_host, sock_port = self._server.transport.sockets[0].getsockname()[:2]  # type: ignore[attr-defined]
+        self.address = (sock_host, sock_port)
         return sock_host, sock_port
 
     def _on_connect(self, connected: bool) -> None:
