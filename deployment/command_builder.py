@@ -1,8 +1,12 @@
 """Shield setpoints (kW per device) -> the commands each device class understands, vectorized over devices.
 
 Power devices (battery, EV charger, PV inverter, commercial flexible load) get the absolute kW setpoint. A
-water heater speaks CTA-2045 basic DR, which has no kW: above its own-control power it is asked to LOAD_UP,
-below it to SHED, within ``water_heater_band_kw`` of it to END_SHED (its own control). A thermostat takes a
+water heater speaks CTA-2045 basic DR, which has no kW, only three behaviours: LOAD_UP (its element at full
+power toward its maximum temperature), SHED (element off unless the tank would fall below its comfort floor)
+and END_SHED (its own control). The encoding never lets the tank draw more than the shield allowed: LOAD_UP
+only where the safe setpoint is (within ``water_heater_band_kw`` of) the full power, SHED where it is below the
+own-control power, END_SHED otherwise (own control <= the setpoint); ``CommandBatch.expected_kw`` is what the
+device will then draw, for the twin's prediction. A thermostat takes a
 setpoint offset: the temperature change the commanded extra power makes in one step (``(P - P_own) x dT/dP``
 of the twin's thermal model), so its own controller draws that power to follow it, saturated at
 ``max_offset_c``. Every command is absolute, keyed ``{device_id}:{cycle}`` and expires ``ttl_s`` after issue.
@@ -62,6 +66,7 @@ class CommandBatch:
     offset_c: np.ndarray  # thermostats
     max_offset_c: float
     ttl_s: float
+    expected_kw: np.ndarray  # what each device will draw under its command (water heaters: per event)
 
     def command(self, slot: DeviceSlot, m: int) -> Command:
         env = Envelope(f"{slot.device_id}:{self.cycle}", slot.device_id, self.issued_at, self.valid_until)
@@ -84,9 +89,13 @@ def build_batch(home: np.ndarray, device_class: np.ndarray, cycle: int, now: flo
     ow = own[device_class, home]
     lo = np.minimum(p_min[device_class, home], p_max[device_class, home]) - ROUNDING_KW
     hi = p_max[device_class, home] + ROUNDING_KW
+    full = p_max[device_class, home]
+    band = config.water_heater_band_kw
     delta = sp - ow
-    event = np.where(delta > config.water_heater_band_kw, 2, np.where(delta < -config.water_heater_band_kw, 1, 0))
+    event = np.where(sp >= full - band, 2, np.where(delta < -band, 1, 0))
+    event = np.where(full - band <= ow, np.where(delta < -band, 1, 0), event)  # own control is full power already
+    expected = np.where(device_class == WATER_HEATER, np.choose(event, [ow, sp, full]), sp)
     offset = np.clip(delta * thermo_gain[home], -config.max_offset_c, config.max_offset_c)
     valid = np.isfinite(sp) & np.isfinite(offset) & (sp >= lo) & (sp <= hi)
     return CommandBatch(cycle, now, now + config.ttl_s, sendable & valid, sp, lo, hi, event, offset,
-                        config.max_offset_c, config.ttl_s)
+                        config.max_offset_c, config.ttl_s, expected)

@@ -246,6 +246,8 @@ class Dispatcher:
         for m in np.flatnonzero(self.trusted & ~batch.ok):
             report.refused[self.slots[m].device_id] = "not sent: setpoint not finite or outside the device's limits"
         self._last_setpoint[batch.ok] = batch.setpoint_kw[batch.ok]
+        setpoints = setpoints.copy()  # the twin steps with what the devices will draw (CTA-2045's three levels)
+        setpoints[self.device_class[batch.ok], self.home[batch.ok]] = batch.expected_kw[batch.ok]
         report.stage_s["encode"] = time.perf_counter() - tick
         return batch, setpoints
 

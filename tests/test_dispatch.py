@@ -405,3 +405,24 @@ def test_vpprl_dispatch_runs_an_hour_of_simulated_homes_and_refuses_bad_input(tm
                                f"hydra.run.dir={tmp_path / 'bad'}"], capture_output=True, text=True, timeout=120,
                               cwd=tmp_path)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_water_heater_events_never_draw_more_than_the_safe_setpoint():
+    """CTA-2045 has three behaviours, not kW. Worked by hand for a 4.5 kW element whose own control draws 1 kW:
+    4.5 kW asked -> LOAD_UP (draws 4.5); 3 kW -> END_SHED (own control, 1 kW <= 3); 0.2 kW -> SHED; 1.02 kW ->
+    END_SHED (within the 0.05 kW band); a tank already at full power on its own -> END_SHED for 4.5 kW."""
+    from vpprl.deployment.command_builder import EVENTS, build_batch
+    from vpprl.deployment.commands import CtaEvent
+
+    sp = np.array([4.5, 3.0, 0.2, 1.02, 4.5])
+    own = np.array([1.0, 1.0, 1.0, 1.0, 4.5])
+    n = len(sp)
+    full = np.zeros((NUM_DEVICE_CLASSES, n))
+    setpoints, owns = full.copy(), full.copy()
+    full[WATER_HEATER], setpoints[WATER_HEATER], owns[WATER_HEATER] = 4.5, sp, own
+    batch = build_batch(np.arange(n), np.full(n, WATER_HEATER), 7, 100.0, setpoints, owns, np.zeros_like(full), full,
+                        np.zeros(n), np.ones(n, bool), BuilderConfig(ttl_s=1800.0))
+    assert [EVENTS[e] for e in batch.event] == [CtaEvent.LOAD_UP, CtaEvent.END_SHED, CtaEvent.SHED,
+                                               CtaEvent.END_SHED, CtaEvent.END_SHED]
+    np.testing.assert_allclose(batch.expected_kw, [4.5, 1.0, 0.2, 1.0, 4.5])
+    assert (batch.expected_kw <= sp + 1e-12).all() and batch.ok.all()
