@@ -135,7 +135,8 @@ async def run_simulated(cfg: DispatchRunConfig, out: Path) -> dict:
     rows, nets, pi, pe = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         # simulated time starts now (OpenADR judges expiry on the wall clock) and runs one step per cycle
-        sim = await start_simulated_fleet(twin, start_time=time.time(), classes=classes, tmp_dir=Path(tmp))
+        sim = await start_simulated_fleet(twin, start_time=time.time(), classes=classes, tmp_dir=Path(tmp),
+                                          ven_poll_s=1.0)  # a VEN polls its VTN once a second
         try:
             disp = Dispatcher(twin, policy, sim.links, journal, config, clock=sim.clock)
             simulated = np.zeros((len(disp.slots),), bool)

@@ -55,7 +55,7 @@ class DispatchConfig:
     gate: GateConfig = field(default_factory=GateConfig)
 
     def __post_init__(self) -> None:
-        for name, lo, hi in (("cadence_s", 1.0, 3600.0), ("policy_deadline_s", 0.001, 600.0),
+        for name, lo, hi in (("cadence_s", 0.1, 3600.0), ("policy_deadline_s", 0.001, 600.0),
                              ("io_timeout_s", 0.01, 600.0)):
             value = getattr(self, name)
             if not (math.isfinite(value) and lo <= value <= hi):
@@ -184,6 +184,27 @@ class Dispatcher:
         self.end(report, setpoints)
         report.latency_s = time.perf_counter() - t0
         return report
+
+    async def run(self, cycles: int | None = None, sleep=asyncio.sleep,
+                  on_cycle: Callable[[CycleReport], None] | None = None) -> list[CycleReport]:
+        """Cycles at a fixed cadence on ``clock``: each starts ``cadence_s`` after the previous one started; a cycle
+        that overruns its slot is logged and the next starts at once (never two at a time). ``cycles``: stop
+        after that many (None: until cancelled)."""
+        reports: list[CycleReport] = []
+        next_start = self.clock()
+        while cycles is None or len(reports) < cycles:
+            report = await self.cycle()
+            reports.append(report)
+            if on_cycle is not None:
+                on_cycle(report)
+            next_start += self.config.cadence_s
+            wait = next_start - self.clock()
+            if wait < 0:
+                log.warning("cycle %d overran its %.1f s slot by %.1f s", report.cycle, self.config.cadence_s, -wait)
+                next_start = self.clock()
+            elif cycles is None or len(reports) < cycles:
+                await sleep(wait)
+        return reports
 
     def begin(self, now: float) -> CycleReport:
         k = self.cycle_no
