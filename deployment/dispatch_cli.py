@@ -106,10 +106,12 @@ def day_kpis(net_kw: np.ndarray, price_import: np.ndarray, price_export: np.ndar
 
 
 def in_env(cfg: DispatchRunConfig) -> dict[str, float]:
-    """The same policy, day and fleet in the env (its own episode)."""
+    """The same policy behind the same shield, day and fleet in the env (its own episode)."""
+    from .shielded_policy import ShieldedPolicy
+
     env = make_twin(cfg)
     obs, _ = env.reset(seed=0)
-    policy = make_policy(cfg.policy)
+    policy = ShieldedPolicy(make_policy(cfg.policy))
     policy.reset(env)
     nets, pi, pe = [], [], []
     for _ in range(env.episode_steps):
@@ -161,10 +163,7 @@ async def run_simulated(cfg: DispatchRunConfig, out: Path) -> dict:
         finally:
             await sim.close()
             journal.close()
-    with open(out / "dispatch_cycles.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_cycles(out / "dispatch_cycles.csv", rows)
     kpis = day_kpis(np.array(nets), np.array(pi), np.array(pe), f.dt_h)
     lat = np.array([r["latency_ms"] for r in rows])
     loop = {"cycles": len(rows), "devices": len(disp.slots), "latency_p50_ms": float(np.percentile(lat, 50)),
@@ -172,6 +171,13 @@ async def run_simulated(cfg: DispatchRunConfig, out: Path) -> dict:
             "commands_acked": sum(r["acked"] for r in rows), "untrusted_readings": sum(r["untrusted"] for r in rows),
             "fallback_home_cycles": sum(r["fallback_homes"] for r in rows)}
     return {"dispatched": kpis, "loop": loop}
+
+
+def write_cycles(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def metered_net(twin_step: tuple[np.ndarray, np.ndarray], disp: Dispatcher, report) -> np.ndarray:
@@ -210,6 +216,8 @@ def _main(cfg: DictConfig) -> None:
         obj.output_dir = hydra.core.hydra_config.HydraConfig.get().runtime.output_dir
     out = Path(obj.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for chatty in ("openleadr", "apscheduler", "websockets", "pymodbus"):  # every message at INFO: thousands a cycle
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     result = asyncio.run(run_simulated(obj, out))
     env_kpis = in_env(obj) if obj.compare_in_env else None
     text = table(result, env_kpis, obj)
