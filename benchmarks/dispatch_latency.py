@@ -32,7 +32,6 @@ def random_export(out: Path) -> Path:
     import gymnasium as gym
     import torch
     from omegaconf import OmegaConf
-
     from vpprl.deployment.export import export_policy
     from vpprl.envs import FleetConfig
     from vpprl.envs.devices import DEVICE_CLASSES

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..envs.fleet import BATTERY, EV, FLEX, PV, THERMOSTAT, WATER_HEATER
+from ..envs.fleet import BATTERY, EV, FLEX, PV, WATER_HEATER
 from .commands import Command, CtaEvent, Envelope, PowerCommand, ThermostatCommand, WaterHeaterCommand
 
 POWER_CLASSES = (BATTERY, EV, PV, FLEX)

@@ -324,7 +324,7 @@ class DemandResponse(Task):
                                        like_day_proxy, event, count=False)  # planning is not settlement
         unadjusted = info.unadjusted[:, 0]
         day_row = (self._lookback + event.day) * self.per_day
-        interval = lambda step: step + self._origin - day_row  # noqa: E731  (episode step -> interval)
+        interval = lambda step: step + self._origin - day_row  # episode step -> interval of the event day
         if info.adjustment_kind == "additive" or self.baseline == "pjm_same_day_3_2":
             window_iv = np.concatenate([np.arange(*w) for w in info.adjustment_intervals])
         else:
