@@ -4,12 +4,12 @@ Power devices (battery, EV charger, PV inverter, commercial flexible load) get t
 water heater speaks CTA-2045 basic DR, which has no kW, only three behaviours: LOAD_UP (its element at full
 power toward its maximum temperature), SHED (element off unless the tank would fall below its comfort floor)
 and END_SHED (its own control). The encoding never lets the tank draw more than the shield allowed: LOAD_UP
-only where the safe setpoint is (within ``water_heater_band_kw`` of) the full power, SHED where it is below the
-own-control power, END_SHED otherwise (own control <= the setpoint); ``CommandBatch.expected_kw`` is what the
-device will then draw, for the twin's prediction. A thermostat takes a
-setpoint offset: the temperature change the commanded extra power makes in one step (``(P - P_own) x dT/dP``
-of the twin's thermal model), so its own controller draws that power to follow it, saturated at
-``max_offset_c``. Every command is absolute, keyed ``{device_id}:{cycle}`` and expires ``ttl_s`` after issue.
+only where the safe setpoint is the full power, END_SHED where own control draws no more than the setpoint,
+SHED otherwise; ``CommandBatch.expected_kw`` is what the device will then draw, for the twin's prediction. A
+thermostat takes a setpoint offset: the temperature change the commanded extra power makes in one step
+(``(P - P_own) x dT/dP`` of the twin's thermal model), so its own controller draws that power to follow it,
+saturated at ``max_offset_c`` (the twin then expects the power of the saturated offset). A heat pump's own
+controller sets its power, so its draw is what the twin expects only as far as that model is right. Every command is absolute, keyed ``{device_id}:{cycle}`` and expires ``ttl_s`` after issue.
 
 The numbers of a whole cycle are computed and validated as arrays (``CommandBatch``); a ``Command`` object is
 made only for the device it is sent to (``CommandBatch.command``), in the I/O stage.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..envs.fleet import BATTERY, EV, FLEX, PV, WATER_HEATER
+from ..envs.fleet import BATTERY, EV, FLEX, PV, THERMOSTAT, WATER_HEATER
 from .commands import Command, CtaEvent, Envelope, PowerCommand, ThermostatCommand, WaterHeaterCommand
 
 POWER_CLASSES = (BATTERY, EV, PV, FLEX)
@@ -40,12 +40,11 @@ class DeviceSlot:
 
 @dataclass(frozen=True)
 class BuilderConfig:
-    ttl_s: float = 180.0  # commands expire this long after issue (longer than the cadence: keep-alive)
-    water_heater_band_kw: float = 0.05  # |P - P_own| below this is END_SHED
+    ttl_s: float = 90.0  # commands expire this long after issue (longer than the cadence: keep-alive)
     max_offset_c: float = 3.0
 
     def __post_init__(self) -> None:
-        for name, lo, hi in (("ttl_s", 2.0, 86400.0), ("water_heater_band_kw", 0.0, 10.0), ("max_offset_c", 0.1, 10.0)):
+        for name, lo, hi in (("ttl_s", 0.2, 65535.0), ("max_offset_c", 0.1, 10.0)):
             value = getattr(self, name)
             if not (np.isfinite(value) and lo <= value <= hi):
                 raise ValueError(f"BuilderConfig.{name} = {value} is outside the allowed range [{lo}, {hi}]")
@@ -90,12 +89,15 @@ def build_batch(home: np.ndarray, device_class: np.ndarray, cycle: int, now: flo
     lo = np.minimum(p_min[device_class, home], p_max[device_class, home]) - ROUNDING_KW
     hi = p_max[device_class, home] + ROUNDING_KW
     full = p_max[device_class, home]
-    band = config.water_heater_band_kw
+    eps = ROUNDING_KW
     delta = sp - ow
-    event = np.where(sp >= full - band, 2, np.where(delta < -band, 1, 0))
-    event = np.where(full - band <= ow, np.where(delta < -band, 1, 0), event)  # own control is full power already
-    expected = np.where(device_class == WATER_HEATER, np.choose(event, [ow, sp, full]), sp)
-    offset = np.clip(delta * thermo_gain[home], -config.max_offset_c, config.max_offset_c)
+    event = np.where(ow <= sp + eps, 0, 1)  # END_SHED when own control draws no more than the setpoint, else SHED
+    event = np.where((sp >= full - eps) & (ow < full - eps), 2, event)  # LOAD_UP only at full safe power
+    gain = thermo_gain[home]
+    offset = np.clip(delta * gain, -config.max_offset_c, config.max_offset_c)
+    thermo_kw = ow + np.divide(offset, gain, out=np.zeros_like(offset), where=np.abs(gain) > 1e-12)
+    expected = np.where(device_class == WATER_HEATER, np.choose(event, [ow, sp, full]),
+                        np.where(device_class == THERMOSTAT, thermo_kw, sp))
     valid = np.isfinite(sp) & np.isfinite(offset) & (sp >= lo) & (sp <= hi)
     return CommandBatch(cycle, now, now + config.ttl_s, sendable & valid, sp, lo, hi, event, offset,
                         config.max_offset_c, config.ttl_s, expected)

@@ -1,7 +1,8 @@
 """Device commands the dispatch loop sends: the contract between the loop and the protocol encoders.
 
-Every command is *absolute* (a setpoint, never "a bit more"), *idempotent* (a keyed ``command_id``: a
-device that sees the same id twice applies it once), *validated before it is sent* (``validate``) and
+Every command is *absolute* (a setpoint, never "a bit more"), *keyed* (a ``command_id``: a device that
+remembers ids applies a repeat once; applying a repeat again changes nothing, since the command is absolute
+and carries its own expiry), *validated before it is sent* (``validate``) and
 *expires* (``valid_until``): a device that hears nothing newer reverts to its own control then, so a silent
 VPP can never leave a device pinned. Power signs follow the fleet's convention: positive = power drawn from
 the home's grid connection (charging, heating), negative = power delivered into it (discharging, V2G).

@@ -34,7 +34,7 @@ from ..envs import FleetConfig, VppEnv
 from ..envs.fleet import BATTERY, EV, THERMOSTAT, WATER_HEATER
 from ..training.cli import check_known_keys, user_errors
 from .command_builder import BuilderConfig
-from .dispatch_loop import DispatchConfig, Dispatcher
+from .dispatch_loop import CycleReport, DispatchConfig, Dispatcher
 from .journal import Journal
 
 log = logging.getLogger("vpprl.dispatch")
@@ -105,6 +105,18 @@ def day_kpis(net_kw: np.ndarray, price_import: np.ndarray, price_export: np.ndar
             "import_kwh": float(imp.sum() * dt_h), "peak_kw": float(net_kw.sum(axis=1).max())}
 
 
+def comfort_kpis(twin: VppEnv, tank_c: np.ndarray, indoor_c: np.ndarray) -> dict[str, float]:
+    """Hot-water and thermal discomfort (degC-h below the tank's comfort floor; outside the home's band) of
+    (steps, homes) temperatures at the end of each step. Tanks in whole degC, as CTA-2045 reports them."""
+    f = twin.fleet
+    wh, th = f.water_heater, f.thermostat
+    tank = np.round(tank_c)
+    dhw = np.nansum(np.where(wh.owned, np.maximum(wh.params.comfort_low_c - tank, 0.0), 0.0)) * f.dt_h
+    out = np.maximum(th.params.comfort_low_c - indoor_c, 0.0) + np.maximum(indoor_c - th.params.comfort_high_c, 0.0)
+    thermal = np.nansum(np.where(th.owned, out, 0.0)) * f.dt_h
+    return {"dhw_discomfort_degh": float(dhw), "thermal_discomfort_degh": float(thermal)}
+
+
 def in_env(cfg: DispatchRunConfig) -> dict[str, float]:
     """The same policy behind the same shield, day and fleet in the env (its own episode)."""
     from .shielded_policy import ShieldedPolicy
@@ -113,13 +125,16 @@ def in_env(cfg: DispatchRunConfig) -> dict[str, float]:
     obs, _ = env.reset(seed=0)
     policy = ShieldedPolicy(make_policy(cfg.policy))
     policy.reset(env)
-    nets, pi, pe = [], [], []
+    nets, pi, pe, tank, indoor = [], [], [], [], []
     for _ in range(env.episode_steps):
         pi.append(float(env.fleet.grid_at(env.fleet.t)[G["price_import"]]))
         pe.append(float(env.fleet.grid_at(env.fleet.t)[G["price_export"]]))
         obs, *_ = env.step(policy.act(obs))
         nets.append(env.fleet.net_kw.astype(np.float64).copy())
-    return day_kpis(np.array(nets), np.array(pi), np.array(pe), env.fleet.dt_h)
+        tank.append(env.fleet.water_heater.temp_c.astype(np.float64).copy())
+        indoor.append(env.fleet.thermostat.temp_c.astype(np.float64).copy())
+    return {**day_kpis(np.array(nets), np.array(pi), np.array(pe), env.fleet.dt_h),
+            **comfort_kpis(env, np.array(tank), np.array(indoor))}
 
 
 async def run_simulated(cfg: DispatchRunConfig, out: Path) -> dict:
@@ -132,39 +147,49 @@ async def run_simulated(cfg: DispatchRunConfig, out: Path) -> dict:
     f = twin.fleet
     classes = tuple(CLASS_NAMES[c] for c in cfg.classes)
     config = DispatchConfig(cadence_s=float(cfg.dt_s), policy_deadline_s=cfg.policy_deadline_s,
-                            builder=BuilderConfig(ttl_s=2.0 * cfg.dt_s))
+                            builder=BuilderConfig(ttl_s=cfg.dt_s + min(60.0, cfg.dt_s / 2)))  # a cycle + a margin
     journal = Journal(out / cfg.journal)
-    rows, nets, pi, pe = [], [], [], []
+    rows, nets, pi, pe, tank, indoor = [], [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         # simulated time starts now (OpenADR judges expiry on the wall clock) and runs one step per cycle
         sim = await start_simulated_fleet(twin, start_time=time.time(), classes=classes, tmp_dir=Path(tmp),
                                           ven_poll_s=1.0)  # a VEN polls its VTN once a second
         try:
             disp = Dispatcher(twin, policy, sim.links, journal, config, clock=sim.clock)
+            resent, expired = await disp.recover()  # a journal left by a crashed run: re-send or expire
+            if resent or expired:
+                log.warning("journal %s: %d pending commands re-sent, %d expired", out / cfg.journal, resent, expired)
             simulated = np.zeros((len(disp.slots),), bool)
             twin_step = None
             for _ in range(twin.episode_steps):
                 report = await disp.cycle()
                 if twin_step is not None:  # the interval just metered: data load + the devices' reported power
                     nets.append(metered_net(twin_step, disp, report))
+                    tank.append(read_temps(disp, WATER_HEATER, twin_step[2]))
+                    indoor.append(read_temps(disp, THERMOSTAT, twin_step[3]))
                 pi.append(float(f.grid[G["price_import"]]))
                 pe.append(float(f.grid[G["price_export"]]))
-                twin_step = (f.net_kw.astype(np.float64).copy(), f.last_outcome.device_kw.astype(np.float64).copy())
+                twin_step = (f.net_kw.astype(np.float64).copy(), f.last_outcome.device_kw.astype(np.float64).copy(),
+                             f.water_heater.temp_c.astype(np.float64).copy(), f.thermostat.temp_c.astype(np.float64).copy())
                 await sim.step(float(cfg.dt_s))
                 simulated |= ~np.isnan(report.tracking_error_kw)
                 rows.append({"cycle": report.cycle, "latency_ms": report.latency_s * 1e3, "sent": report.sent,
                              "acked": report.acked, "untrusted": len(report.untrusted),
                              "fallback_homes": len(report.fallback_homes), "refused": len(report.refused),
                              "failed": len(report.failed)})
-            final = disp.begin(sim.clock())  # read the last interval back
+            final = CycleReport(disp.cycle_no, sim.clock())  # read the last interval back (no new cycle)
+            disp.store.start_cycle()
             await disp.read_all(final)
             disp.observe(sim.clock(), final)
             nets.append(metered_net(twin_step, disp, final))
+            tank.append(read_temps(disp, WATER_HEATER, twin_step[2]))
+            indoor.append(read_temps(disp, THERMOSTAT, twin_step[3]))
         finally:
             await sim.close()
             journal.close()
     write_cycles(out / "dispatch_cycles.csv", rows)
-    kpis = day_kpis(np.array(nets), np.array(pi), np.array(pe), f.dt_h)
+    kpis = {**day_kpis(np.array(nets), np.array(pi), np.array(pe), f.dt_h),
+            **comfort_kpis(twin, np.array(tank), np.array(indoor))}
     lat = np.array([r["latency_ms"] for r in rows])
     loop = {"cycles": len(rows), "devices": len(disp.slots), "latency_p50_ms": float(np.percentile(lat, 50)),
             "latency_p99_ms": float(np.percentile(lat, 99)), "commands_sent": sum(r["sent"] for r in rows),
@@ -180,10 +205,19 @@ def write_cycles(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def metered_net(twin_step: tuple[np.ndarray, np.ndarray], disp: Dispatcher, report) -> np.ndarray:
+def read_temps(disp: Dispatcher, device_class: int, twin_temps: np.ndarray) -> np.ndarray:
+    """(homes,) temperatures the devices of a class reported this cycle (trusted); the twin's own elsewhere
+    (homes without a simulated device of the class)."""
+    temps = twin_temps.copy()
+    take = disp.trusted & (disp.device_class == device_class)
+    temps[disp.home[take]] = disp.store.state[take]
+    return temps
+
+
+def metered_net(twin_step: tuple[np.ndarray, ...], disp: Dispatcher, report) -> np.ndarray:
     """(homes,) kW of the interval before this cycle's readings: the twin's net for it with each simulated
     device's power replaced by the power its simulator reported (the twin's own where none was trusted)."""
-    net, device_kw = twin_step
+    net, device_kw = twin_step[0], twin_step[1]
     net = net.copy()
     measured = report.tracking_error_kw is not None
     power = disp.store.power_kw

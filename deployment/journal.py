@@ -89,10 +89,17 @@ class Journal:
         return fresh
 
     def mark(self, command_id: str, status: str, reason: str = "") -> None:
-        if status not in ("acked", "refused", "failed", "expired", "pending"):
-            raise ValueError(f"journal status must be acked, refused, failed, expired or pending, got {status!r}")
-        self._db.execute("UPDATE commands SET status = ?, reason = ? WHERE command_id = ?",
-                         (status, reason, command_id))
+        self.mark_many([(command_id, status, reason)])
+
+    def mark_many(self, outcomes: list[tuple[str, str, str]]) -> None:
+        """(command_id, status, reason) of many commands in one transaction (one disk sync per cycle)."""
+        for _, status, _ in outcomes:
+            if status not in ("acked", "refused", "failed", "expired", "pending"):
+                raise ValueError(f"journal status must be acked, refused, failed, expired or pending, got {status!r}")
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("UPDATE commands SET status = ?, reason = ? WHERE command_id = ?",
+                                 [(status, reason, cid) for cid, status, reason in outcomes])
 
     def pending(self) -> list[JournalEntry]:
         rows = self._db.execute(

@@ -22,7 +22,8 @@ from .commands import Telemetry
 
 STATE_KEYS = ("", "soc_kwh", "temp_c")  # codes of DeviceLimits.state_key / TelemetryStore.state_code
 REASONS = ("", "no telemetry", "stale", "stamped in the future", "power not finite or out of range",
-           "state missing", "state not finite or out of range", "state moved faster than the device can")
+           "state missing", "state not finite or out of range", "state moved faster than the device can",
+           "connected flag not 0 or 1")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class DeviceLimits:
     state_hi: float = math.inf
     max_state_rise_per_h: float = math.inf
     max_state_fall_per_h: float = math.inf
+    state_tolerance: float | None = None  # absolute (kWh or degC); None: GateConfig.state_tolerance x the span
+    reports_connection: bool = False  # an EV charger: readings carry ``connected`` (0 or 1), a new car may jump
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,16 @@ class TelemetryStore:
         self.fresh = np.zeros(m, bool)  # a reading arrived since the last cycle
 
     def update(self, reading: Telemetry) -> None:
+        """Take a reading; ``ValueError`` (nothing taken) for one whose values are not numbers."""
         i = self.index[reading.device_id]
-        self.measured_at[i] = reading.measured_at
-        self.power_kw[i] = reading.power_kw
         key = self.state_key[i]
-        self.state[i] = reading.state.get(key, np.nan) if key else 0.0
-        self.connected[i] = reading.state.get("connected", 1.0)
+        try:
+            values = (float(reading.measured_at), float(reading.power_kw),
+                      float(reading.state.get(key, np.nan)) if key else 0.0,
+                      float(reading.state.get("connected", 1.0)))
+        except (TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"reading of {reading.device_id} is not numeric: {err}") from None
+        self.measured_at[i], self.power_kw[i], self.state[i], self.connected[i] = values
         self.fresh[i] = True
 
     def start_cycle(self) -> None:
@@ -95,6 +102,9 @@ class TelemetryGate:
         tol = np.where(np.isfinite(span), c.state_tolerance * span, 0.5)
         is_temp = np.array([x.state_key == "temp_c" for x in limits])
         self.state_tol = np.where(is_temp, np.maximum(tol, 0.5), tol)
+        explicit = np.array([np.nan if x.state_tolerance is None else x.state_tolerance for x in limits])
+        self.state_tol = np.where(np.isnan(explicit), self.state_tol, explicit)
+        self.session = np.array([x.reports_connection for x in limits])
         self.power_tol = c.power_tolerance * (self.max_kw - self.min_kw) + 0.05
         self.last_state = np.full(len(limits), np.nan)
         self.last_at = np.full(len(limits), np.nan)
@@ -122,12 +132,13 @@ class TelemetryGate:
             hours = np.maximum(store.measured_at - self.last_at, 0.0) / 3600.0
             change = s - self.last_state
             reach = np.where(change > 0, self.rise, self.fall) * hours + self.state_tol
-            # an EV that left or arrived in between is another car: its energy may jump
-            same = (store.connected >= 0.5) & self.last_connected
+            # an EV that left or arrived in between is another car: its energy may jump (chargers only)
+            same = ~self.session | ((store.connected == 1.0) & self.last_connected)
             moved_too_far = self.has_state & same & np.isfinite(change) & (np.abs(change) > reach)
         flag(moved_too_far, 7)
+        flag(self.session & (store.connected != 0.0) & (store.connected != 1.0), 8)
         ok = reason == 0
         self.last_state[ok] = s[ok]
         self.last_at[ok] = store.measured_at[ok]
-        self.last_connected[ok] = store.connected[ok] >= 0.5
+        self.last_connected[ok] = store.connected[ok] == 1.0
         return reason

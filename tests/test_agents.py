@@ -231,6 +231,8 @@ def test_oracle_gap_bound_is_unbounded_when_a_later_days_baseline_days_are_not_y
     assert dr.plan_gap_bound(0, env.episode_steps) == np.inf
     first_day_only = env.fleet.steps_per_day
     assert dr.plan_gap_bound(0, first_day_only) == 0.0  # day 0's CBL days precede the episode: exact
+    mid_event = int(dr.events[0].steps[0]) + 1  # an MPC horizon ending inside the first event: terms cut short
+    assert dr.plan_gap_bound(0, mid_event) == np.inf
 
 
 @pytest.mark.parametrize(("tasks", "kw"), [

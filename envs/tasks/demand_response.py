@@ -342,7 +342,10 @@ class DemandResponse(Task):
             weight = 0.0
         future = window_abs[~known] - start
         terms = (e_abs - start, const, future[future < steps] if weight else future[:0], weight)
-        if self.baseline == "pjm_same_day_3_2":
+        beyond = window_abs[~known] - start >= steps  # window steps past the horizon: not in the plan's terms
+        if beyond.any() or (event.steps >= start + steps).any():
+            delta = np.full(len(e_abs), np.inf)
+        elif self.baseline == "pjm_same_day_3_2":
             delta = np.zeros(len(e_abs))
         elif not metered:
             delta = np.full(len(e_abs), np.inf)
