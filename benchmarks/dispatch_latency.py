@@ -80,7 +80,8 @@ def readings_from_twin(twin, slots, now: float):
 
 
 def measure(homes: int, cycles: int, export: Path) -> dict:
-    from vpprl.deployment.dispatch_loop import Dispatcher
+    from vpprl.deployment.command_builder import BuilderConfig
+    from vpprl.deployment.dispatch_loop import DispatchConfig, Dispatcher
     from vpprl.deployment.journal import Journal
     from vpprl.deployment.onnx_policy import OnnxPolicy
     from vpprl.envs import FleetConfig, VppEnv
@@ -90,7 +91,9 @@ def measure(homes: int, cycles: int, export: Path) -> dict:
     twin.reset(seed=0)
     slots = fleet_slots(twin)
     now = 1_700_000_000.0
-    disp = Dispatcher(twin, OnnxPolicy(export), {s: None for s in slots}, Journal(":memory:"), clock=lambda: now)
+    config = DispatchConfig(cadence_s=900.0, builder=BuilderConfig(ttl_s=960.0))
+    disp = Dispatcher(twin, OnnxPolicy(export), {s: None for s in slots}, Journal(":memory:"), config,
+                      clock=lambda: now)
     stages: dict[str, list[float]] = {"observation": [], "policy": [], "shield": [], "encode": [], "cycle": []}
     for k in range(cycles + 1):  # the first cycle warms caches and is not counted
         report = disp.begin(now)
@@ -134,7 +137,7 @@ async def measure_e2e(homes: int, cycles: int, export: Path, tmp: Path) -> dict:
     sim = await start_simulated_fleet(twin, start_time=time.time(), tmp_dir=tmp)
     try:
         disp = Dispatcher(twin, OnnxPolicy(export), sim.links, Journal(tmp / "journal.sqlite"),
-                          DispatchConfig(cadence_s=900.0, builder=BuilderConfig(ttl_s=1800.0)), clock=sim.clock)
+                          DispatchConfig(cadence_s=900.0, builder=BuilderConfig(ttl_s=960.0)), clock=sim.clock)
         lat, read, send = [], [], []
         for k in range(cycles + 1):
             report = await disp.cycle()
