@@ -1,8 +1,11 @@
 """EV chargers over OCPP on loopback: the VPP's CSMS against simulated charge points (real ocpp + TLS).
 
 References the code under test did not compute: hand-worked energies (AC kW x hours x efficiency into the
-battery, / efficiency out of it), hand-written OCPP payloads, the OCA JSON schemas shipped in the ``ocpp``
-package (the library's validator is the judge), and OpenSSL's certificate verification.
+battery, / efficiency out of it), hand-written OCPP payloads and meter values, the OCA JSON schemas shipped
+in the ``ocpp`` package (the library's validator is the judge), and OpenSSL's certificate verification.
+Profile rules checked (OCPP 2.0.1 / 2.1 part 2, K01): FR.05 (a known profile id is replaced), FR.06 (no
+second id with the same stackLevel / purpose / EVSE and an overlapping validity) and FR.39 (no second
+TxProfile id with the same stackLevel and transaction).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ocpp.charge_point import camel_to_snake_case
 from ocpp.exceptions import FormatViolationError, OCPPError, TypeConstraintViolationError
 from ocpp.messages import Call, MessageType, get_validator
 from vpprl.deployment.commands import (
@@ -35,6 +39,7 @@ from vpprl.deployment.protocols.ocpp_csms import (
     encode_set_charging_profile,
     profile_id_for,
     server_ssl_context,
+    telemetry_from_meter_values,
 )
 from vpprl.deployment.simulators.charge_point import ChargePointSpec, SimulatedChargePoint
 from vpprl.deployment.tls_testing import CertFiles, CertificateAuthority, client_ssl_context
@@ -112,9 +117,14 @@ V2G_21 = ChargePointSpec("cp-1", "2.1", max_charge_kw=11.0, max_discharge_kw=7.0
 # ------------------------------------------------------------------------------------------- encoder
 
 
+# sha256("org.vpprl/cp-1/1/<purpose>")[:4] as a big-endian int & 0x7FFFFFFF, worked out with hashlib by hand:
+# the ids must never change between releases, or a restarted CSMS would clash with its own profiles (K01.FR.06)
+TX_PROFILE_ID, TX_DEFAULT_ID = 26297399, 546918926
+
+
 def test_201_payload_is_the_hand_written_limit_profile_and_passes_the_oca_schema() -> None:
     payload = encode_set_charging_profile(cmd(1, 7.0), "2.0.1", now=T0, transaction_id="cp-1-1")
-    pid = profile_id_for("cp-1:1")
+    pid = TX_PROFILE_ID
     assert payload == {
         "evseId": 1,
         "chargingProfile": {
@@ -128,9 +138,21 @@ def test_201_payload_is_the_hand_written_limit_profile_and_passes_the_oca_schema
     }
     for version in ("2.0.1", "2.1"):  # a plain limit is valid in both versions
         get_validator(MessageType.Call, "SetChargingProfile", version).validate(payload)
-    # the profile id is the command's stable key: same id -> same profile, another id -> another profile
-    assert profile_id_for("cp-1:1") == pid and profile_id_for("cp-1:2") != pid
-    assert 0 <= pid < 2**31
+
+
+def test_every_command_to_a_charger_evse_and_purpose_reuses_one_profile_id() -> None:
+    """K01.FR.05/.06: the next command must replace the previous profile, so it carries the same id; the
+    command id travels in customData instead."""
+    tx = [encode_set_charging_profile(cmd(n, 1.0 + n, issued=T0 + 60 * n), "2.1", now=T0 + 60 * n,
+                                      transaction_id="cp-1-1")["chargingProfile"] for n in range(3)]
+    assert [p["id"] for p in tx] == [TX_PROFILE_ID] * 3 and {p["stackLevel"] for p in tx} == {0}
+    assert [p["customData"]["commandId"] for p in tx] == ["cp-1:0", "cp-1:1", "cp-1:2"]
+    idle = encode_set_charging_profile(cmd(3, 2.0), "2.0.1", now=T0)["chargingProfile"]
+    assert (idle["chargingProfilePurpose"], idle["id"]) == ("TxDefaultProfile", TX_DEFAULT_ID)
+    other = encode_set_charging_profile(cmd(1, 2.0, device="cp-2"), "2.0.1", now=T0)["chargingProfile"]
+    assert other["id"] not in (TX_PROFILE_ID, TX_DEFAULT_ID)
+    assert profile_id_for("cp-1", "TxProfile") == TX_PROFILE_ID
+    assert all(0 < i < 2**31 for i in (TX_PROFILE_ID, TX_DEFAULT_ID, other["id"]))
 
 
 def test_21_negative_setpoint_is_a_central_setpoint_with_offline_expiry_and_201_schema_refuses_it() -> None:
@@ -238,20 +260,133 @@ def test_21_profile_lapses_max_offline_duration_after_the_csms_goes_silent(pki: 
     with_charger(pki, V2G_21, body, max_offline_s=600)
 
 
-def test_replayed_command_id_is_applied_once_on_the_device(pki: Pki) -> None:
+def test_a_second_command_replaces_the_first_and_power_follows_it(pki: Pki) -> None:
+    """With a conformant charger (K01.FR.06/.39 enforced) the second command of a transaction is accepted,
+    because it replaces the first profile under the same id (K01.FR.05)."""
     async def body(sim: SimulatedChargePoint, csms: Csms) -> None:
         link = csms.link("cp-1")
-        first, newer = cmd(1, 7.0), cmd(2, 3.0)
+        assert (await link.send(cmd(1, 7.0), 2.0)).accepted
+        await sim.step(900.0)
+        second = await link.send(cmd(2, 3.0, issued=T0 + 900.0), 2.0)
+        assert second.accepted, second.reason
+        await sim.step(900.0)
+        tel = await link.read(2.0)
+        # 7 kW x 0.25 h x 0.9 = 1.575 kWh, then 3 kW x 0.25 h x 0.9 = 0.675 kWh
+        assert tel.power_kw == pytest.approx(3.0, abs=1e-9)
+        assert tel.state["soc_kwh"] == pytest.approx(E0 + 1.575 + 0.675, abs=1e-9)
+        assert sim.applied_profile_ids == [TX_PROFILE_ID, TX_PROFILE_ID]
+        assert sim.applied_command_ids == ["cp-1:1", "cp-1:2"]
+        assert list(sim.profiles) == [TX_PROFILE_ID]  # replaced, not stacked
+    with_charger(pki, V1G_201, body)
+
+
+def test_idle_charger_default_profile_is_replaced_and_a_resend_binds_to_the_new_transaction(pki: Pki) -> None:
+    async def body(sim: SimulatedChargePoint, csms: Csms) -> None:
+        link = csms.link("cp-1")
+        assert (await link.send(cmd(1, 2.0), 2.0)).accepted  # TxDefaultProfile
+        latest = cmd(2, -4.0, lo=-7.0)
+        assert (await link.send(latest, 2.0)).accepted  # replaces it (K01.FR.06 would refuse a new id)
+        assert list(sim.profiles) == [TX_DEFAULT_ID] and sim.applied_command_ids == ["cp-1:1", "cp-1:2"]
+        again = await link.send(latest, 2.0)
+        assert again.accepted and "already applied" in again.reason and sim.profiles_received == 2
+        await sim.plug_in(capacity_kwh=60.0, soc=0.5, target_soc=0.9)
+        resent = await link.send(latest, 2.0)  # same command, now a transaction runs: sent as its TxProfile
+        assert resent.accepted and sim.profiles_received == 3
+        assert sorted(sim.profiles) == sorted([TX_DEFAULT_ID, TX_PROFILE_ID])
+        assert sim.profile is not None and sim.profile.purpose == "TxProfile"
+        await sim.step(900.0)
+        tel = await link.read(2.0)
+        # -4 kW for 0.25 h: 1 kWh at the plug, / 0.9 out of the battery
+        assert tel.power_kw == pytest.approx(-4.0, abs=1e-9)
+        assert tel.state["soc_kwh"] == pytest.approx(E0 - 1.0 / 0.9, abs=1e-9)
+    with_charger(pki, V2G_21, body, plug=False)
+
+
+def _hand_profile(pid: int, purpose: str, *, valid_from: str | None, valid_to: str, limit_w: float,
+                  transaction_id: str | None = None, stack_level: int = 0) -> dict:
+    profile = {"id": pid, "stackLevel": stack_level, "chargingProfilePurpose": purpose,
+               "chargingProfileKind": "Absolute", "validTo": valid_to,
+               "chargingSchedule": [{"id": pid, "startSchedule": "2023-11-14T22:13:20Z", "chargingRateUnit": "W",
+                                     "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit_w}]}]}
+    if valid_from is not None:
+        profile["validFrom"] = valid_from
+    if transaction_id is not None:
+        profile["transactionId"] = transaction_id
+    return profile
+
+
+async def _set_raw(csms: Csms, profile: dict) -> tuple[str, str | None]:
+    """Send a hand-built SetChargingProfile past the link; (status, reasonCode) of the charger's answer."""
+    session = csms.sessions["cp-1"]
+    assert session.cp is not None
+    get_validator(MessageType.Call, "SetChargingProfile", session.version).validate(
+        {"evseId": 1, "chargingProfile": profile})
+    result = await asyncio.wait_for(session.cp.call(session.cp._call.SetChargingProfile(
+        evse_id=1, charging_profile=profile), suppress=False), 2.0)
+    return result.status, (result.status_info or {}).get("reason_code")
+
+
+def test_charger_refuses_an_overlapping_default_profile_with_another_id_k01_fr_06(pki: Pki) -> None:
+    async def body(sim: SimulatedChargePoint, csms: Csms) -> None:
+        link = csms.link("cp-1")
+        assert (await link.send(cmd(1, 2.0), 2.0)).accepted  # TxDefaultProfile valid T0 .. T0 + 1 h
+        # another id, same stackLevel 0 / purpose / EVSE, valid 22:43:20 .. 00:13:20: overlaps 22:13:20 .. 23:13:20
+        overlapping = _hand_profile(77, "TxDefaultProfile", valid_from="2023-11-14T22:43:20Z",
+                                    valid_to="2023-11-15T00:13:20Z", limit_w=1000.0)
+        assert await _set_raw(csms, overlapping) == ("Rejected", "DuplicateProfile")
+        no_from = _hand_profile(78, "TxDefaultProfile", valid_from=None, valid_to="2023-11-14T22:30:00Z",
+                                limit_w=1000.0)  # validFrom absent = unbounded: overlaps too
+        assert await _set_raw(csms, no_from) == ("Rejected", "DuplicateProfile")
+        assert list(sim.profiles) == [TX_DEFAULT_ID] and sim.applied_command_ids == ["cp-1:1"]
+        # from 23:13:21, after the VPP profile's validTo 23:13:20: no overlap, so accepted next to it
+        later = _hand_profile(79, "TxDefaultProfile", valid_from="2023-11-14T23:13:21Z",
+                              valid_to="2023-11-15T00:13:20Z", limit_w=1000.0)
+        assert await _set_raw(csms, later) == ("Accepted", None)
+        assert sorted(sim.profiles) == sorted([TX_DEFAULT_ID, 79])
+        assert (await link.send(cmd(2, 3.0), 2.0)).accepted  # the VPP's own next command: same id, replaced
+        assert sim.applied_profile_ids == [TX_DEFAULT_ID, 79, TX_DEFAULT_ID]
+    with_charger(pki, V1G_201, body, plug=False)
+
+
+def test_charger_refuses_a_second_tx_profile_id_k01_fr_39_and_accepts_a_same_id_replacement(pki: Pki) -> None:
+    async def body(sim: SimulatedChargePoint, csms: Csms) -> None:
+        link = csms.link("cp-1")
+        assert (await link.send(cmd(1, 7.0), 2.0)).accepted
+        tx = sim.transaction_id
+        other_id = _hand_profile(78, "TxProfile", valid_from=None, valid_to="2023-11-14T23:13:20Z",
+                                 limit_w=1000.0, transaction_id=tx)
+        assert await _set_raw(csms, other_id) == ("Rejected", "InvalidStackLevel")
+        same_id = _hand_profile(TX_PROFILE_ID, "TxProfile", valid_from=None, valid_to="2023-11-14T23:13:20Z",
+                                limit_w=1000.0, transaction_id=tx)
+        assert await _set_raw(csms, same_id) == ("Accepted", None)  # K01.FR.05: replaces the VPP's profile
+        assert list(sim.profiles) == [TX_PROFILE_ID]
+        await sim.step(900.0)
+        # the replacement's 1 kW: 1 x 0.25 x 0.9 = 0.225 kWh (the replaced 7 kW would give 1.575)
+        tel = await link.read(2.0)
+        assert tel.power_kw == pytest.approx(1.0, abs=1e-9)
+        assert tel.state["soc_kwh"] == pytest.approx(E0 + 0.225, abs=1e-9)
+    with_charger(pki, V1G_201, body)
+
+
+def test_replayed_command_id_is_applied_once_and_an_old_command_never_overrides(pki: Pki) -> None:
+    async def body(sim: SimulatedChargePoint, csms: Csms) -> None:
+        link = csms.link("cp-1")
+        first, newer = cmd(1, 7.0), cmd(2, 3.0)  # issued at the same instant: the later one is newer
         assert (await link.send(first, 2.0)).accepted
-        assert (await link.send(newer, 2.0)).accepted
+        assert (await link.send(newer, 2.0)).accepted  # both rate-limit slots are taken now
         replay = await link.send(first, 2.0)  # a late resend of the old command
-        assert replay.accepted and "Duplicate" in replay.reason
-        assert sim.profiles_received == 3
-        assert sim.applied_profile_ids == [profile_id_for("cp-1:1"), profile_id_for("cp-1:2")]
+        assert replay.accepted and "already applied" in replay.reason and "superseded by cp-1:2" in replay.reason
+        again = await link.send(newer, 2.0)
+        assert again.accepted and "already applied" in again.reason
+        stale = await link.send(cmd(0, 9.0, issued=T0 - 60.0), 2.0)  # never sent, issued before cp-1:2
+        assert not stale.accepted and "stale" in stale.reason
+        assert sim.profiles_received == 2 and sim.applied_command_ids == ["cp-1:1", "cp-1:2"]
         await sim.step(900.0)
         # the newer 3 kW stays in force: 3 x 0.25 x 0.9 = 0.675 kWh (7 kW would have given 1.575)
         assert (await link.read(2.0)).state["soc_kwh"] == pytest.approx(E0 + 0.675, abs=1e-9)
-    with_charger(pki, V1G_201, body)
+        blocked = await link.send(cmd(3, 5.0, issued=T0 + 20.0), 2.0)  # a new command does take a slot
+        assert not blocked.accepted and "rate limit" in blocked.reason
+    with_charger(pki, V1G_201, body, rate_limit=RateLimit(max_commands=2, window_s=3600.0))
 
 
 def test_command_to_an_idle_charger_becomes_its_default_for_the_next_session(pki: Pki) -> None:
@@ -326,6 +461,106 @@ def test_a_flood_of_commands_is_rate_limited_locally(pki: Pki) -> None:
         assert sim.profiles_received == 4
     with_charger(pki, V1G_201, body, rate_limit=RateLimit(max_commands=3, window_s=60.0),
                  monotonic=lambda: now[0])
+
+
+# ----------------------------------------------------------------------------------------- telemetry
+
+
+def _wire(samples: list[dict], version: str = "2.1", stamp: str = "2023-11-14T22:13:20Z") -> list[dict]:
+    """A hand-written meterValue list, checked against the OCA MeterValues schema, then snake_cased the way
+    the ocpp library hands it to a handler."""
+    meter_value = [{"timestamp": stamp, "sampledValue": samples}]
+    get_validator(MessageType.Call, "MeterValues", version).validate({"evseId": 1, "meterValue": meter_value})
+    return camel_to_snake_case(meter_value)
+
+
+def _w(value: float, measurand: str = "Power.Active.Import", unit: str = "W", **extra: object) -> dict:
+    return {"value": value, "measurand": measurand, "unitOfMeasure": {"unit": unit}, **extra}
+
+
+def test_per_phase_power_samples_are_summed_not_overwritten() -> None:
+    # L1 2300 W, L2 2.3 kW, L3 23 x 10^2 W: 6900 W drawn in all (the last sample alone would say 2300 W)
+    samples = [_w(2300.0, phase="L1"), _w(2.3, unit="kW", phase="L2"),
+               {"value": 23.0, "measurand": "Power.Active.Import", "phase": "L3",
+                "unitOfMeasure": {"unit": "W", "multiplier": 2}},
+               _w(0.0, "Power.Active.Export", phase="L1"), _w(0.0, "Power.Active.Export", phase="L2"),
+               _w(0.0, "Power.Active.Export", phase="L3"), _w(12345.0, "Energy.Active.Import.Register", "Wh")]
+    tel = telemetry_from_meter_values("cp-1", _wire(samples, "2.0.1"), connected=False)
+    assert tel is not None and tel.power_kw == pytest.approx(6.9, abs=1e-12)
+    # an overall sample (no phase) is the charger's own total: it wins over the phases, nothing is added twice
+    tel = telemetry_from_meter_values("cp-1", _wire([*samples, _w(7000.0)], "2.0.1"), connected=False)
+    assert tel is not None and tel.power_kw == pytest.approx(7.0, abs=1e-12)
+    # export per phase (V2G): 1.2 + 1.2 + 1.2 kW out, nothing in -> -3.6 kW
+    v2g = [_w(1200.0, "Power.Active.Export", phase=ph) for ph in ("L1-N", "L2-N", "L3-N")]
+    tel = telemetry_from_meter_values("cp-1", _wire(v2g), connected=False)
+    assert tel is not None and tel.power_kw == pytest.approx(-3.6, abs=1e-12)
+    # an Inlet meter next to the Outlet (default location) one is not added in
+    both = [_w(1000.0, phase="L1"), _w(1000.0, phase="L2"), _w(2500.0, location="Inlet")]
+    tel = telemetry_from_meter_values("cp-1", _wire(both), connected=False)
+    assert tel is not None and tel.power_kw == pytest.approx(2.0, abs=1e-12)
+
+
+def test_soc_measurand_with_a_known_capacity_gives_soc_kwh() -> None:
+    power = _w(3000.0)
+    # OCPP 2.1: SoC 45 % and Display.BatteryEnergyCapacity 77 kWh -> 0.45 x 77 = 34.65 kWh in the battery
+    tel = telemetry_from_meter_values("cp-1", _wire([power, _w(45.0, "SoC", "Percent", location="EV"),
+                                                     _w(77.0, "Display.BatteryEnergyCapacity", "kWh")]), True)
+    assert tel is not None
+    assert tel.state["soc_kwh"] == pytest.approx(34.65, abs=1e-12)
+    assert tel.state["soc_frac"] == pytest.approx(0.45) and tel.state["capacity_kwh"] == pytest.approx(77.0)
+    # capacity known to the session (e.g. NotifyEVChargingNeeds: 60 000 Wh), SoC 50 % -> 30 kWh
+    tel = telemetry_from_meter_values("cp-1", _wire([power, _w(50.0, "SoC", "Percent")], "2.0.1"), True,
+                                      ev_capacity_wh_known=60_000.0)
+    assert tel is not None and tel.state["soc_kwh"] == pytest.approx(30.0, abs=1e-12)
+    # SoC alone: a fraction, but no energy (the dispatcher's gate then finds the state missing)
+    tel = telemetry_from_meter_values("cp-1", _wire([power, _w(50.0, "SoC", "Percent")], "2.0.1"), True)
+    assert tel is not None and tel.state == {"connected": 1.0, "soc_frac": 0.5}
+    # another vendor's customData is not the VPP's capacity fallback
+    foreign = _w(50.0, "SoC", "Percent", customData={"vendorId": "com.example", "batteryCapacityWh": 1.0})
+    tel = telemetry_from_meter_values("cp-1", _wire([power, foreign], "2.0.1"), True)
+    assert tel is not None and "soc_kwh" not in tel.state
+
+
+def test_simulator_reports_standard_measurands_that_pass_the_oca_schema() -> None:
+    for spec, capacity_field in ((V2G_21, "Display.BatteryEnergyCapacity"), (V1G_201, None)):
+        sim = SimulatedChargePoint(spec, start_time=T0)
+        sim.plugged, sim.energy_kwh, sim.capacity_kwh, sim.power_kw = True, 15.0, 60.0, 6.0
+        mv = sim._meter_value()
+        get_validator(MessageType.Call, "MeterValues", spec.ocpp_version).validate(
+            {"evseId": 1, "meterValue": [mv]})
+        by = {(s["measurand"], s.get("phase")): s for s in mv["sampledValue"]}
+        assert by[("SoC", None)]["value"] == pytest.approx(25.0)  # 15 of 60 kWh
+        assert [by[("Power.Active.Import", ph)]["value"] for ph in ("L1", "L2", "L3")] == pytest.approx([2000.0] * 3)
+        assert ("Power.Active.Import", None) not in by
+        if capacity_field:
+            assert by[(capacity_field, None)]["value"] == pytest.approx(60_000.0)
+        assert "batteryEnergyWh" not in repr(mv)  # the battery energy is no vendor field any more
+
+
+def test_201_capacity_from_notify_ev_charging_needs_lasts_for_its_ev_only(pki: Pki) -> None:
+    async def body(sim: SimulatedChargePoint, csms: Csms) -> None:
+        link, cp = csms.link("cp-1"), sim._cp
+        assert cp is not None
+        needs = await cp.call(cp._call.NotifyEVChargingNeeds(evse_id=1, charging_needs={
+            "requestedEnergyTransfer": "DC",
+            "dcChargingParameters": {"evMaxCurrent": 125, "evMaxVoltage": 450, "evEnergyCapacity": 80_000}}))
+        assert needs.status == "Accepted"
+
+        async def tx_event(event_type: str, seq: int, tx: str, soc: float, stamp: str) -> None:
+            meter = [{"timestamp": stamp, "sampledValue": [_w(0.0), _w(soc, "SoC", "Percent", location="EV")]}]
+            await cp.call(cp._call.TransactionEvent(
+                event_type=event_type, timestamp=stamp, trigger_reason="CablePluggedIn", seq_no=seq,
+                transaction_info={"transactionId": tx}, meter_value=meter), suppress=False)
+
+        await tx_event("Started", 1, "tx-a", 25.0, "2023-11-14T22:13:20Z")
+        tel = await link.read(2.0)
+        assert tel.state["soc_kwh"] == pytest.approx(20.0, abs=1e-12)  # 25 % of 80 kWh
+        await tx_event("Ended", 2, "tx-a", 30.0, "2023-11-14T22:20:00Z")
+        await tx_event("Started", 3, "tx-b", 40.0, "2023-11-14T22:30:00Z")  # another EV, no capacity told
+        tel = await link.read(2.0)
+        assert tel.state["connected"] == 1.0 and tel.state["soc_frac"] == pytest.approx(0.4)
+        assert "soc_kwh" not in tel.state
+    with_charger(pki, V1G_201, body, plug=False)
 
 
 # ------------------------------------------------------------------------------------------ security

@@ -1,17 +1,28 @@
 """EV chargers over OCPP: the VPP is the CSMS, charge points connect to it over a secured websocket.
 
-Three jobs, each small:
+Four jobs, each small:
 
 * the encoder turns a loop ``PowerCommand`` into a ``SetChargingProfile`` request: a 2.0.1 charging limit
   in W for a setpoint >= 0, an OCPP 2.1 ``CentralSetpoint`` period for a negative (V2X) one; ``validTo`` is
   the envelope's expiry and, on 2.1, ``maxOfflineDuration`` makes the charger drop the profile when the VPP
-  goes silent. The profile id is derived from the command id, so a resend of the same command is the same
-  profile and the charger applies it once;
+  goes silent. Every command to one (charger, EVSE, purpose) goes out under ONE stable profile id
+  (``profile_id_for``) at stackLevel 0, so each new command replaces the previous profile (OCPP 2.0.1 /
+  2.1 K01.FR.05: a known ``chargingProfile.id`` is replaced). A new id per command would break K01.FR.06
+  (no other id with the same stackLevel, purpose and EVSE and an overlapping validity period) and, for a
+  ``TxProfile``, K01.FR.39 (no other id with the same stackLevel and transaction): a conformant charger
+  rejects such a profile (EVerest libocpp: ``DuplicateProfileValidityPeriod``). The command id travels in
+  the profile's ``customData`` (vendorId ``VENDOR_ID``, ``commandId``);
+* because a conformant charger replaces whatever arrives under the stable id, idempotency and ordering
+  are the CSMS's job (``CommandLedger``): a command id the charger already accepted is acknowledged and
+  not sent again, and a command issued before the newest accepted one is refused unsent, so a late
+  resend never overrides a newer command;
 * the server accepts charge points with OCPP security profile 2 (TLS + HTTP Basic auth, username = the
   charge point's identity) or 3 (mutual TLS, client certificate signed by the VPP's CA, CN = identity),
-  speaks the ``ocpp2.1`` / ``ocpp2.0.1`` subprotocols and keeps each charger's latest telemetry;
-* ``link(charger_id)`` hands the dispatch loop a ``DeviceLink``: ``send`` validates, rate-limits and sends a
-  command and returns the charger's answer as a ``CommandAck``; ``read`` returns the latest telemetry.
+  speaks the ``ocpp2.1`` / ``ocpp2.0.1`` subprotocols and keeps each charger's latest telemetry, read from
+  standard measurands (see ``telemetry_from_meter_values``);
+* ``link(charger_id)`` hands the dispatch loop a ``DeviceLink``: ``send`` validates, de-duplicates,
+  rate-limits and sends a command and returns the charger's answer as a ``CommandAck``; ``read`` returns
+  the latest telemetry.
 """
 
 from __future__ import annotations
@@ -76,12 +87,25 @@ def parse_iso(stamp: str) -> float:
 # ---------------------------------------------------------------------------------------------- encoder
 
 
-def profile_id_for(command_id: str) -> int:
-    """A stable positive int32 profile id from the command id (the OCPP profile id is an integer).
+def profile_id_for(charger_id: str, purpose: str, evse_id: int = EVSE_ID) -> int:
+    """The VPP's one charging-profile id for (charger, EVSE, purpose): a positive int32, stable across
+    commands, reconnects and CSMS restarts.
 
-    The same command id always maps to the same profile id, which is what lets the charger recognise a
-    resend; distinct ids collide with probability ~n^2 / 2^32 over n live profiles."""
-    return int.from_bytes(hashlib.sha256(command_id.encode()).digest()[:4], "big") & 0x7FFF_FFFF
+    One id per (EVSE, purpose) at stackLevel 0 is what lets every new command replace the previous
+    profile (K01.FR.05) instead of clashing with it (K01.FR.06 / K01.FR.39). Profile ids only need to be
+    unique within one charging station; hashing in the charger identity and the VPP's vendor id keeps
+    ours away from small ids other parties (installer, local EMS) tend to use."""
+    key = f"{VENDOR_ID}/{charger_id}/{evse_id}/{purpose}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "big") & 0x7FFF_FFFF or 1
+
+
+def command_id_of(charging_profile: Mapping[str, Any]) -> str | None:
+    """The VPP command id carried in a charging profile's customData (wire camelCase or snake_case)."""
+    extra = charging_profile.get("customData") or charging_profile.get("custom_data") or {}
+    if extra.get("vendorId", extra.get("vendor_id")) != VENDOR_ID:
+        return None
+    cid = extra.get("commandId", extra.get("command_id"))
+    return cid if isinstance(cid, str) else None
 
 
 def validate_for_charger(command: Command, ocpp_version: str, now: float) -> PowerCommand:
@@ -110,13 +134,16 @@ def encode_set_charging_profile(command: Command, ocpp_version: str, *, now: flo
     """The ``SetChargingProfileRequest`` payload (wire camelCase) for one absolute power command.
 
     A running transaction gets a ``TxProfile`` bound to it; without one the profile is a
-    ``TxDefaultProfile`` for the next session on the EVSE. ``startSchedule`` is the command's issue time and
-    ``validTo`` its expiry, after which the charger reverts to its own charging."""
+    ``TxDefaultProfile`` for the next session on the EVSE. The profile id is the stable one of
+    (``envelope.device_id``, EVSE, purpose), so the charger replaces its previous VPP profile with this one;
+    the command id rides in ``customData``. ``startSchedule`` is the command's issue time and ``validTo``
+    its expiry, after which the charger reverts to its own charging."""
     cmd = validate_for_charger(command, ocpp_version, now)
     if not 1 <= max_offline_s <= 86_400:
         raise CommandError(f"max_offline_s = {max_offline_s} is outside the allowed range [1, 86400]")
     env = cmd.envelope
-    pid = profile_id_for(env.command_id)
+    purpose = "TxProfile" if transaction_id else "TxDefaultProfile"
+    pid = profile_id_for(env.device_id, purpose)
     if cmd.setpoint_kw >= 0:
         period: dict[str, Any] = {"startPeriod": 0, "limit": _watts(cmd.setpoint_kw)}
     else:  # OCPP 2.1 V2X: follow the (negative) setpoint, never beyond the command's range
@@ -125,7 +152,7 @@ def encode_set_charging_profile(command: Command, ocpp_version: str, *, now: flo
     profile: dict[str, Any] = {
         "id": pid,
         "stackLevel": 0,
-        "chargingProfilePurpose": "TxProfile" if transaction_id else "TxDefaultProfile",
+        "chargingProfilePurpose": purpose,
         "chargingProfileKind": "Absolute",
         "validTo": iso_utc(env.valid_until),
         "chargingSchedule": [{"id": pid, "startSchedule": iso_utc(env.issued_at), "chargingRateUnit": "W",
@@ -180,6 +207,66 @@ class SlidingWindow:
             return self._sent[0] + self.limit.window_s - now
         self._sent.append(now)
         return 0.0
+
+
+# ------------------------------------------------------------------------------------- idempotency
+
+_REMEMBER = 4096  # accepted command ids remembered per charger
+
+
+@dataclass(frozen=True)
+class _Applied:
+    command_id: str
+    issued_at: float
+    target: tuple[Any, ...]  # (session, transaction id): where the charger holds the profile
+
+
+class CommandLedger:
+    """Which commands one charger accepted: the newest (in force) and the ids seen before it.
+
+    A conformant charger replaces the VPP's profile whenever the stable profile id arrives again
+    (K01.FR.05), whatever command it carries; so the CSMS, not the charger, must make a resend harmless:
+
+    * the newest accepted command id again, to the same session and transaction: acknowledged, not sent;
+      to a new session or transaction (the charger's profile for it may be gone) it is sent again;
+    * an older accepted command id (superseded since): acknowledged as already applied, not sent;
+    * a command never accepted but issued before the newest accepted one: refused, not sent, so a late
+      command never overrides a newer one.
+
+    Only an ``Accepted`` answer is recorded: a rejected or unanswered command may be sent again."""
+
+    def __init__(self, remember: int = _REMEMBER) -> None:
+        self.latest: _Applied | None = None
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+        self._remember = remember
+
+    def check(self, command_id: str, issued_at: float, target: tuple[Any, ...]) -> CommandAck | None:
+        """A ``CommandAck`` when the command must not be sent; ``None`` when it must."""
+        latest = self.latest
+        if latest is None:
+            return None
+        if command_id == latest.command_id:
+            if target == latest.target:
+                return CommandAck(command_id, True, "already applied (repeated command_id); not sent again")
+            return None
+        if command_id in self._ids:
+            return CommandAck(command_id, True, f"already applied (repeated command_id), since superseded by "
+                                                f"{latest.command_id}; not sent again")
+        if issued_at < latest.issued_at:
+            return CommandAck(command_id, False, f"stale: issued_at = {issued_at} is before that of "
+                                                 f"{latest.command_id} ({latest.issued_at}), which is in force; "
+                                                 "not sent")
+        return None
+
+    def record(self, command_id: str, issued_at: float, target: tuple[Any, ...]) -> None:
+        """The charger accepted this command: it is the one in force now."""
+        self.latest = _Applied(command_id, issued_at, target)
+        if command_id not in self._ids:
+            self._ids.add(command_id)
+            self._order.append(command_id)
+            while len(self._order) > self._remember:
+                self._ids.discard(self._order.popleft())
 
 
 # ------------------------------------------------------------------------------------------- security
@@ -303,6 +390,12 @@ def _peer_common_name(connection: ServerConnection) -> str | None:
 # ------------------------------------------------------------------------------------------- telemetry
 
 
+SOC_MEASURANDS = ("SoC", "Display.PresentSOC")  # percent; the 2.1 Display.* one is ISO 15118-20's PresentSOC
+CAPACITY_MEASURAND = "Display.BatteryEnergyCapacity"  # OCPP 2.1 only (ISO 15118-20 DisplayParameters)
+_PHASE_OF = {"L1": 1, "L2": 2, "L3": 3, "L1-N": 1, "L2-N": 2, "L3-N": 3}  # per-phase power; L1-L2 etc. ignored
+_DEFAULT_MEASURAND = "Energy.Active.Import.Register"  # SampledValue.measurand default (OCPP 2.0.1 / 2.1)
+
+
 def _scaled(sample: Mapping[str, Any]) -> tuple[float, str]:
     """A sampled value in base units: W, Wh or Percent (unitOfMeasure multiplier and k-prefix applied)."""
     unit_of_measure = sample.get("unit_of_measure") or {}
@@ -313,33 +406,102 @@ def _scaled(sample: Mapping[str, Any]) -> tuple[float, str]:
     return value, unit
 
 
+def _measurand(sample: Mapping[str, Any]) -> str:
+    return sample.get("measurand") or _DEFAULT_MEASURAND
+
+
+def power_w(samples: list[Mapping[str, Any]], measurand: str) -> float | None:
+    """One power measurand of one meterValue, in W: the overall value (no ``phase``: "When phase is absent,
+    the measured value is interpreted as an overall value") when the charger reports one, else the sum of
+    its per-phase samples L1 + L2 + L3 (L1-N etc. count as their phase, once each). Samples from one
+    location only: ``Outlet`` (the default) when present, so an Inlet meter is not added to it."""
+    mine = [s for s in samples if _measurand(s) == measurand]
+    if not mine:
+        return None
+    locations = [s.get("location") or "Outlet" for s in mine]
+    where = "Outlet" if "Outlet" in locations else locations[0]
+    mine = [s for s, loc in zip(mine, locations) if loc == where]
+    overall = [s for s in mine if not s.get("phase")]
+    if overall:
+        return _scaled(overall[-1])[0]
+    per_phase: dict[int, float] = {}
+    for s in mine:
+        phase = _PHASE_OF.get(s["phase"])
+        if phase is not None:
+            per_phase.setdefault(phase, _scaled(s)[0])
+    return math.fsum(per_phase.values()) if per_phase else None
+
+
+def _positive(value: Any) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) and x > 0 else None
+
+
+def _vendor(sample: Mapping[str, Any]) -> Mapping[str, Any]:
+    extra = sample.get("custom_data") or {}
+    return extra if extra.get("vendor_id") == VENDOR_ID else {}
+
+
+def ev_capacity_wh(meter_values: list[Mapping[str, Any]]) -> float | None:
+    """The EV battery capacity (Wh) in the newest meterValue that reports one, or ``None``.
+
+    Standard first: OCPP 2.1's ``Display.BatteryEnergyCapacity`` measurand. OCPP 2.0.1 has no measurand for
+    it (a 2.0.1 charger reports it only for ISO 15118-2 DC charging, as ``evEnergyCapacity`` in
+    NotifyEVChargingNeeds, which the CSMS also reads); as a fallback this reads the VPP vendor field
+    ``customData.batteryCapacityWh`` (vendorId ``VENDOR_ID``) on the SoC sample, which the simulator sends
+    on 2.0.1 and a third-party charger never will."""
+    for mv in sorted(meter_values, key=lambda mv: parse_iso(mv["timestamp"]), reverse=True):
+        samples = mv.get("sampled_value", [])
+        for s in samples:
+            if _measurand(s) == CAPACITY_MEASURAND and (cap := _positive(_scaled(s)[0])) is not None:
+                return cap
+        for s in samples:
+            if _measurand(s) in SOC_MEASURANDS and (cap := _positive(_vendor(s).get("battery_capacity_wh"))):
+                return cap
+    return None
+
+
+def soc_pct(samples: list[Mapping[str, Any]]) -> float | None:
+    """The EV's state of charge (percent) in one meterValue: ``SoC``, else 2.1 ``Display.PresentSOC``."""
+    for measurand in SOC_MEASURANDS:
+        for s in samples:
+            if _measurand(s) == measurand:
+                value = _scaled(s)[0]
+                return value if math.isfinite(value) else None
+    return None
+
+
 def telemetry_from_meter_values(charger_id: str, meter_values: list[Mapping[str, Any]], connected: bool,
-                                ) -> Telemetry | None:
+                                ev_capacity_wh_known: float | None = None) -> Telemetry | None:
     """The loop's ``Telemetry`` from the newest OCPP meterValue (snake_case, as the ocpp handlers get it).
 
-    Power is Power.Active.Import - Power.Active.Export (kW, + = from the grid); the EV battery energy comes
-    from the vendor customData on the SoC sample (OCPP 2.0.1 has no battery-energy measurand)."""
+    Power is Power.Active.Import - Power.Active.Export (kW, + = from the grid), each the overall sample or
+    the sum of the per-phase ones (``power_w``). State: ``connected`` (0/1); ``soc_frac`` from the standard
+    ``SoC`` measurand (percent / 100); ``soc_kwh`` (energy in the EV battery) = soc_frac x the battery
+    capacity, which comes from these meter values (``ev_capacity_wh``) or, failing that,
+    ``ev_capacity_wh_known`` (what the session learned before: an earlier meterValue of this transaction or
+    NotifyEVChargingNeeds). With a SoC but no capacity there is no ``soc_kwh``: the dispatcher's telemetry
+    gate then finds the state missing and does not command the charger until a capacity is known. Without
+    an EV (``connected`` false) ``soc_kwh`` is 0."""
     if not meter_values:
         return None
     newest = max(meter_values, key=lambda mv: parse_iso(mv["timestamp"]))
-    imp = exp = None
-    state: dict[str, float] = {"connected": 1.0 if connected else 0.0}
-    for sample in newest.get("sampled_value", []):
-        measurand = sample.get("measurand", "Energy.Active.Import.Register")
-        value, _unit = _scaled(sample)
-        if measurand == "Power.Active.Import":
-            imp = value
-        elif measurand == "Power.Active.Export":
-            exp = value
-        elif measurand == "SoC":
-            state["soc_pct"] = value
-            extra = sample.get("custom_data") or {}
-            if "battery_energy_wh" in extra:
-                state["soc_kwh"] = float(extra["battery_energy_wh"]) / 1000.0
-            if "battery_capacity_wh" in extra:
-                state["capacity_kwh"] = float(extra["battery_capacity_wh"]) / 1000.0
+    samples = newest.get("sampled_value", [])
+    imp, exp = power_w(samples, "Power.Active.Import"), power_w(samples, "Power.Active.Export")
     if imp is None and exp is None:
         return None
+    state: dict[str, float] = {"connected": 1.0 if connected else 0.0}
+    capacity = ev_capacity_wh(meter_values) or _positive(ev_capacity_wh_known)
+    pct = soc_pct(samples)
+    if pct is not None:
+        state["soc_frac"] = pct / 100.0
+        if capacity is not None:
+            state["soc_kwh"] = pct / 100.0 * capacity / 1000.0
+    if capacity is not None:
+        state["capacity_kwh"] = capacity / 1000.0
     if not connected:
         state.setdefault("soc_kwh", 0.0)
     power_kw = ((imp or 0.0) - (exp or 0.0)) / 1000.0
@@ -350,7 +512,8 @@ def telemetry_from_meter_values(charger_id: str, meter_values: list[Mapping[str,
 
 
 class ChargerSession:
-    """One connected charge point: negotiated version, running transaction and latest telemetry."""
+    """One connected charge point: negotiated version, running transaction, the EV's battery capacity (when
+    the charger reported one for the EV plugged in now) and latest telemetry."""
 
     def __init__(self, charger_id: str, version: str, connection: ServerConnection) -> None:
         self.charger_id = charger_id
@@ -360,11 +523,16 @@ class ChargerSession:
         self.booted = False
         self.open = True
         self.transaction_id: str | None = None
+        self.ev_capacity_wh: float | None = None
         self.telemetry: Telemetry | None = None
         self.telemetry_changed = asyncio.Event()
 
     def record(self, meter_values: list[Mapping[str, Any]] | None) -> None:
-        tel = telemetry_from_meter_values(self.charger_id, meter_values or [], self.transaction_id is not None)
+        capacity = ev_capacity_wh(meter_values or [])
+        if capacity is not None:
+            self.ev_capacity_wh = capacity
+        tel = telemetry_from_meter_values(self.charger_id, meter_values or [], self.transaction_id is not None,
+                                          self.ev_capacity_wh)
         if tel is not None and (self.telemetry is None or tel.measured_at >= self.telemetry.measured_at):
             self.telemetry = tel
             self.telemetry_changed.set()
@@ -398,19 +566,36 @@ class _CsmsHandlers:
     @on("TransactionEvent")
     def on_transaction_event(self, event_type: str, timestamp: str, transaction_info: dict,
                              meter_value: list | None = None, **_: Any) -> Any:
+        session = self.session
         ended = event_type == "Ended"
-        self.session.transaction_id = None if ended else transaction_info["transaction_id"]
-        self.session.record(meter_value)
+        tx = transaction_info["transaction_id"]
+        if not ended and session.transaction_id not in (None, tx):  # another EV's transaction: forget the old EV
+            session.ev_capacity_wh = None
+        session.transaction_id = None if ended else tx
+        session.record(meter_value)
+        if ended:
+            session.ev_capacity_wh = None  # the EV left; the next one reports its own
         if ended and not meter_value:  # unplugged: nothing flows, no EV battery behind the charger
-            self.session.telemetry = Telemetry(self.session.charger_id, parse_iso(timestamp), 0.0,
-                                               {"connected": 0.0, "soc_kwh": 0.0})
-            self.session.telemetry_changed.set()
+            session.telemetry = Telemetry(session.charger_id, parse_iso(timestamp), 0.0,
+                                          {"connected": 0.0, "soc_kwh": 0.0})
+            session.telemetry_changed.set()
         return self._call_result.TransactionEvent()
 
     @on("MeterValues")
     def on_meter_values(self, evse_id: int, meter_value: list, **_: Any) -> Any:
         self.session.record(meter_value)
         return self._call_result.MeterValues()
+
+    @on("NotifyEVChargingNeeds")
+    def on_notify_ev_charging_needs(self, evse_id: int, charging_needs: dict, **_: Any) -> Any:
+        """ISO 15118-2 DC charging reports the EV's battery capacity (``evEnergyCapacity``, Wh): keep it for
+        ``soc_kwh``. "Accepted" says the CSMS processed the message (the schema's definition); the VPP's
+        next command is the charging profile for it."""
+        dc = charging_needs.get("dc_charging_parameters") or {}
+        capacity = _positive(dc.get("ev_energy_capacity"))
+        if evse_id == EVSE_ID and capacity is not None:
+            self.session.ev_capacity_wh = capacity
+        return self._call_result.NotifyEVChargingNeeds(status="Accepted")
 
 
 class _Csms201(_CsmsHandlers, _ChargePoint201):
@@ -444,6 +629,7 @@ class Csms:
         self.logger = redacting_logger(logger_name)
         self.sessions: dict[str, ChargerSession] = {}
         self._limiters: dict[str, SlidingWindow] = {}
+        self._ledgers: dict[str, CommandLedger] = {}  # per charger; kept across its reconnects
         self._arrivals = asyncio.Condition()
         self._server: Server | None = None
         self.host, self.port = "", 0
@@ -492,6 +678,11 @@ class Csms:
         if charger_id not in self._limiters:
             self._limiters[charger_id] = SlidingWindow(self.rate_limit, self.monotonic)
         return self._limiters[charger_id]
+
+    def ledger(self, charger_id: str) -> CommandLedger:
+        if charger_id not in self._ledgers:
+            self._ledgers[charger_id] = CommandLedger()
+        return self._ledgers[charger_id]
 
     # -- handshake
     def _refuse(self, connection: ServerConnection, who: str, status: int, text: str) -> Response:
@@ -561,22 +752,27 @@ class OcppChargerLink(DeviceLink):
         return session
 
     async def send(self, command: Command, timeout_s: float) -> CommandAck:
-        """Validate, rate-limit, encode and send; the charger's SetChargingProfile answer as a CommandAck."""
+        """Validate, de-duplicate (``CommandLedger``), rate-limit, encode and send; the charger's
+        SetChargingProfile answer as a CommandAck. A repeated or stale command is answered here, unsent,
+        and takes no rate-limit slot."""
         _check_timeout(timeout_s)
         now = self.csms.clock()
         command = validate_for_charger(command, OCPP21, now)  # version-free checks come before reachability
-        cid = command.envelope.command_id
-        if command.envelope.device_id != self.device_id:
-            raise CommandError(f"device_id = {command.envelope.device_id!r} does not match this link "
-                               f"({self.device_id!r})")
+        env = command.envelope
+        cid = env.command_id
+        if env.device_id != self.device_id:
+            raise CommandError(f"device_id = {env.device_id!r} does not match this link ({self.device_id!r})")
         session = self._session()
-        payload = encode_set_charging_profile(command, session.version, now=now,
-                                              transaction_id=session.transaction_id,
+        transaction_id = session.transaction_id
+        payload = encode_set_charging_profile(command, session.version, now=now, transaction_id=transaction_id,
                                               max_offline_s=self.csms.max_offline_s)
         try:
             await check_against_schema(payload, session.version)
         except OCPPError as e:  # an encoder bug, never a device answer: do not send it
             raise CommandError(f"SetChargingProfile fails the OCPP {session.version} schema: {e}") from e
+        ledger, target = self.csms.ledger(self.device_id), (session, transaction_id)
+        if (answered := ledger.check(cid, env.issued_at, target)) is not None:
+            return answered
         wait = self.csms.limiter(self.device_id).try_take()
         if wait > 0:
             limit = self.csms.rate_limit
@@ -597,6 +793,8 @@ class OcppChargerLink(DeviceLink):
             return CommandAck(cid, False, f"charger answered CallError {type(e).__name__}: {e.description}")
         info = result.status_info or {}
         reason = ": ".join(str(x) for x in (info.get("reason_code"), info.get("additional_info")) if x)
+        if result.status == "Accepted":
+            ledger.record(cid, env.issued_at, target)
         return CommandAck(cid, result.status == "Accepted", reason)
 
     async def read(self, timeout_s: float) -> Telemetry:

@@ -9,9 +9,23 @@ charger's own clock, so nothing depends on the wall clock.
 
 Control: a ``SetChargingProfile`` caps (``limit``) or sets (2.1 ``CentralSetpoint``) the power until
 ``validTo``; on 2.1 also only until ``maxOfflineDuration`` after the CSMS went silent. After either the
-charger reverts to its own charging. A profile id seen before is acknowledged and not applied again, so a
-late resend of an old command never overrides a newer one. Simulator limits: one EVSE, one schedule with
-one period, rates in W.
+charger reverts to its own charging. Profiles are stored and checked as OCPP 2.0.1 / 2.1 K01 requires of a
+charging station, as a real one does:
+
+* K01.FR.05: a profile whose id is already installed replaces that profile (whatever command it carries:
+  the charger does not de-duplicate by command; that is the CSMS's job);
+* K01.FR.06 (purpose not TxProfile): a profile with another id but the same stackLevel, purpose and EVSE
+  as an installed one and an overlapping validity period (validFrom..validTo, absent = unbounded; ends
+  count as overlapping, as EVerest libocpp does) is Rejected, reasonCode ``DuplicateProfile``;
+* K01.FR.39 (TxProfile): a profile with another id but the same stackLevel and transactionId as an
+  installed TxProfile is Rejected, reasonCode ``InvalidStackLevel`` (libocpp's code for it).
+
+The profile in force is the highest-stackLevel valid TxProfile of the running transaction, else the
+highest-stackLevel valid TxDefaultProfile. Telemetry uses standard measurands: ``Power.Active.Import`` /
+``Export`` per phase (L1..L3, no overall value), the energy registers and the EV's ``SoC`` (percent); the
+battery capacity goes out as 2.1 ``Display.BatteryEnergyCapacity`` and, on 2.0.1 (no such measurand), in
+the VPP vendor field ``customData.batteryCapacityWh`` on the SoC sample. Simulator limits: one EVSE, one
+schedule with one period, rates in W.
 """
 
 from __future__ import annotations
@@ -20,7 +34,6 @@ import asyncio
 import base64
 import math
 import ssl
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +46,17 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from ...envs.devices.ev_charger import EvCharger, EvChargerParams
 from ..commands import check_range
-from ..protocols.ocpp_csms import EVSE_ID, OCPP21, VENDOR_ID, VERSIONS, iso_utc, parse_iso, redacting_logger
-
-_SEEN_MAX = 4096  # profile ids remembered for duplicate detection
+from ..protocols.ocpp_csms import (
+    CAPACITY_MEASURAND,
+    EVSE_ID,
+    OCPP21,
+    VENDOR_ID,
+    VERSIONS,
+    command_id_of,
+    iso_utc,
+    parse_iso,
+    redacting_logger,
+)
 
 
 @dataclass(frozen=True)
@@ -48,10 +69,13 @@ class ChargePointSpec:
     max_discharge_kw: float = 0.0  # V2G export limit; 0 = V1G only
     efficiency: float = 0.9
     v2g_min_soc: float = 0.2
+    phases: int = 3  # AC phases the meter reports power on (one sample per phase)
 
     def __post_init__(self) -> None:
         if self.ocpp_version not in VERSIONS:
             raise ValueError(f"ocpp_version = {self.ocpp_version!r} is not one of {VERSIONS}")
+        if self.phases not in (1, 3):
+            raise ValueError(f"phases = {self.phases!r} is not one of (1, 3)")
         for name, lo, hi in (("max_charge_kw", 0.0, 1000.0), ("max_discharge_kw", 0.0, 1000.0),
                              ("efficiency", 0.01, 1.0), ("v2g_min_soc", 0.0, 1.0)):
             value = getattr(self, name)
@@ -66,13 +90,16 @@ class ChargePointSpec:
 
 @dataclass(frozen=True)
 class ActiveProfile:
-    """The one charging profile in force (parsed from a SetChargingProfileRequest)."""
+    """One installed charging profile (parsed from a SetChargingProfileRequest)."""
 
     profile_id: int
+    evse_id: int
+    stack_level: int
     purpose: str
     transaction_id: str | None
-    start: float  # unix s
-    valid_to: float  # unix s (inf: until replaced)
+    start: float  # unix s: startSchedule
+    valid_from: float  # unix s (-inf: absent)
+    valid_to: float  # unix s (inf: absent, until replaced)
     max_offline_s: float | None
     invalid_after_offline: bool
     limit_kw: float | None
@@ -121,12 +148,33 @@ def _parse_profile(evse_id: int, p: dict[str, Any], transaction_id: str | None,
         raise _Refused("UnsupportedMode", f"operationMode {mode} is not supported")
     start = parse_iso(schedule["start_schedule"]) if schedule.get("start_schedule") else -math.inf
     valid_to = parse_iso(p["valid_to"]) if p.get("valid_to") else math.inf
-    extra = p.get("custom_data") or {}
+    valid_from = parse_iso(p["valid_from"]) if p.get("valid_from") else -math.inf
+    if not valid_from < valid_to:
+        raise _Refused("InvalidValue", "validFrom is not before validTo")
     return ActiveProfile(
-        profile_id=int(p["id"]), purpose=purpose, transaction_id=p.get("transaction_id"), start=start,
-        valid_to=valid_to, max_offline_s=p.get("max_offline_duration"),
+        profile_id=int(p["id"]), evse_id=evse_id, stack_level=int(p["stack_level"]), purpose=purpose,
+        transaction_id=p.get("transaction_id"), start=start, valid_from=valid_from, valid_to=valid_to,
+        max_offline_s=p.get("max_offline_duration"),
         invalid_after_offline=bool(p.get("invalid_after_offline_duration", False)), limit_kw=kw["limit"],
-        setpoint_kw=kw["setpoint"], discharge_limit_kw=kw["discharge_limit"], command_id=extra.get("command_id"))
+        setpoint_kw=kw["setpoint"], discharge_limit_kw=kw["discharge_limit"], command_id=command_id_of(p))
+
+
+def _conflict(new: ActiveProfile, installed: ActiveProfile) -> tuple[str, str] | None:
+    """(reasonCode, additionalInfo) when ``new`` may not be installed next to ``installed`` (K01)."""
+    if new.profile_id == installed.profile_id or new.stack_level != installed.stack_level:
+        return None  # same id: a replacement (K01.FR.05)
+    if new.purpose == "TxProfile":
+        if installed.purpose == "TxProfile" and installed.transaction_id == new.transaction_id:
+            info = (f"K01.FR.39: TxProfile {installed.profile_id} already has stackLevel {new.stack_level} "
+                    f"for transaction {new.transaction_id}")
+            return "InvalidStackLevel", info
+        return None
+    if (installed.purpose == new.purpose and installed.evse_id == new.evse_id
+            and new.valid_from <= installed.valid_to and new.valid_to >= installed.valid_from):
+        info = (f"K01.FR.06: DuplicateProfileValidityPeriod with {new.purpose} {installed.profile_id} "
+                f"(stackLevel {new.stack_level}, evseId {new.evse_id})")
+        return "DuplicateProfile", info
+    return None
 
 
 class _SimHandlers:
@@ -169,10 +217,10 @@ class SimulatedChargePoint:
         self.power_kw = 0.0  # power at the end of the last step (what the meter reads now)
         self.import_wh = self.export_wh = 0.0  # energy registers at the grid connection
         # control
-        self.profile: ActiveProfile | None = None
-        self.applied_profile_ids: list[int] = []
+        self.profiles: dict[int, ActiveProfile] = {}  # installed, by profile id
+        self.applied_profile_ids: list[int] = []  # one entry per accepted SetChargingProfile
+        self.applied_command_ids: list[str | None] = []  # the VPP command id each one carried
         self.profiles_received = 0
-        self._seen: deque[int] = deque(maxlen=_SEEN_MAX)
         self.transaction_id: str | None = None
         self._tx_count = 0
         self._seq_no = 0
@@ -243,42 +291,52 @@ class SimulatedChargePoint:
 
     # ----------------------------------------------------------------------------------------- profiles
     def _receive_profile(self, evse_id: int, charging_profile: dict[str, Any]) -> tuple[bool, str, str]:
-        """(accepted, reasonCode, additionalInfo) for one SetChargingProfile; applies it at most once."""
+        """(accepted, reasonCode, additionalInfo) for one SetChargingProfile (K01.FR.05 / .06 / .39)."""
         self.profiles_received += 1
-        pid = int(charging_profile["id"])
-        if pid in self._seen:
-            return True, "Duplicate", f"profile {pid} already applied"
         try:
             profile = _parse_profile(evse_id, charging_profile, self.transaction_id, self.spec)
         except _Refused as e:
             return False, e.reason_code, e.info
         if profile.valid_to <= self.clock:
             return False, "InvalidValidTo", "validTo is in the past on the charger's clock"
-        self._seen.append(pid)
-        self.applied_profile_ids.append(pid)
-        self.profile = profile
+        self._drop_expired_profiles()  # an expired profile no longer conflicts with anything
+        for installed in self.profiles.values():
+            if (conflict := _conflict(profile, installed)) is not None:
+                return False, *conflict
+        self.profiles[profile.profile_id] = profile  # new, or a replacement of the same id (K01.FR.05)
+        self.applied_profile_ids.append(profile.profile_id)
+        self.applied_command_ids.append(profile.command_id)
         return True, "", ""
 
-    def _profile_end(self) -> float:
-        """When the profile in force stops applying: validTo, or maxOfflineDuration after going offline."""
-        p = self.profile
-        if p is None:
-            return -math.inf
+    def _profile_end(self, p: ActiveProfile) -> float:
+        """When a profile stops applying: validTo, or maxOfflineDuration after going offline."""
         end = p.valid_to
         if p.max_offline_s is not None and self.offline_since is not None and not self.online:
             end = min(end, self.offline_since + p.max_offline_s)
         return end
 
-    def _drop_expired_profile(self) -> None:
+    def _drop_expired_profiles(self) -> None:
         # past validTo, or offline longer than maxOfflineDuration: this simulator does not reconnect, so
         # "invalid while offline" and invalidAfterOfflineDuration (what the CSMS sends) coincide here
-        if self.profile is not None and self.clock >= self._profile_end():
-            self.profile = None
+        for pid in [pid for pid, p in self.profiles.items() if self.clock >= self._profile_end(p)]:
+            del self.profiles[pid]
+
+    @property
+    def profile(self) -> ActiveProfile | None:
+        """The profile in force now: the running transaction's TxProfile, else a TxDefaultProfile (highest
+        stackLevel; an EVSE-specific one before one on EVSE 0), within its validity and schedule."""
+        now = self.clock
+        live = [p for p in self.profiles.values()
+                if p.valid_from <= now < self._profile_end(p) and p.start <= now]
+        tx = [p for p in live if p.purpose == "TxProfile" and self.transaction_id is not None
+              and p.transaction_id == self.transaction_id]
+        pool = tx or [p for p in live if p.purpose == "TxDefaultProfile"]
+        return max(pool, key=lambda p: (p.stack_level, p.evse_id)) if pool else None
 
     def _requested_kw(self, p_default: float) -> float:
         """What the charger asks of the EV now: its own charging, or the profile's limit / setpoint."""
         p = self.profile
-        if p is None or self.clock < p.start:
+        if p is None:
             return p_default
         if p.setpoint_kw is None:  # a limit caps the EV's own charging
             assert p.limit_kw is not None
@@ -316,14 +374,14 @@ class SimulatedChargePoint:
         check_range("dt_s", dt_s, 0.0, 7 * 86_400.0)
         t_end = self.clock + dt_s
         while self.clock < t_end:
-            self._drop_expired_profile()
+            self._drop_expired_profiles()
             bounds = [t_end]
-            if self.profile is not None:
-                bounds += [b for b in (self.profile.start, self._profile_end()) if b > self.clock]
+            for p in self.profiles.values():  # where the profile in force may change
+                bounds += [b for b in (p.valid_from, p.start, self._profile_end(p)) if b > self.clock]
             seg_end = min(bounds)
             self.power_kw = self._segment(seg_end - self.clock)
             self.clock = seg_end
-        self._drop_expired_profile()
+        self._drop_expired_profiles()
         return self.power_kw
 
     async def step(self, dt_s: float, timeout_s: float = 5.0) -> float:
@@ -364,24 +422,29 @@ class SimulatedChargePoint:
         self.energy_kwh = self.target_kwh = self.capacity_kwh = self.v2g_floor_kwh = 0.0
         await self._transaction_event("Ended", "EVDeparted", timeout_s)
         self.transaction_id = None
-        if self.profile is not None and self.profile.purpose == "TxProfile":
-            self.profile = None
+        for pid in [pid for pid, p in self.profiles.items() if p.purpose == "TxProfile"]:
+            del self.profiles[pid]  # a TxProfile ends with its transaction
 
     # ------------------------------------------------------------------------------------ telemetry
     def _meter_value(self) -> dict[str, Any]:
-        """One meterValue (wire camelCase) stamped with the charger's clock."""
-        def sample(value: float, measurand: str, unit: str) -> dict[str, Any]:
+        """One meterValue (wire camelCase) stamped with the charger's clock: standard measurands only, but
+        for the battery capacity on 2.0.1 (vendor customData, see the module docstring)."""
+        def sample(value: float, measurand: str, unit: str, **extra: Any) -> dict[str, Any]:
             return {"value": value, "measurand": measurand, "context": "Sample.Periodic",
-                    "unitOfMeasure": {"unit": unit}}
-        samples = [sample(max(self.power_kw, 0.0) * 1000.0, "Power.Active.Import", "W"),
-                   sample(max(-self.power_kw, 0.0) * 1000.0, "Power.Active.Export", "W"),
+                    "unitOfMeasure": {"unit": unit}, **extra}
+        phases = ("L1", "L2", "L3")[:self.spec.phases]
+        share = 1000.0 / len(phases)  # kW -> W on each phase
+        samples = [*(sample(max(self.power_kw, 0.0) * share, "Power.Active.Import", "W", phase=ph) for ph in phases),
+                   *(sample(max(-self.power_kw, 0.0) * share, "Power.Active.Export", "W", phase=ph) for ph in phases),
                    sample(self.import_wh, "Energy.Active.Import.Register", "Wh"),
                    sample(self.export_wh, "Energy.Active.Export.Register", "Wh")]
         if self.plugged:
-            soc = sample(100.0 * self.energy_kwh / self.capacity_kwh, "SoC", "Percent")
-            soc["customData"] = {"vendorId": VENDOR_ID, "batteryEnergyWh": self.energy_kwh * 1000.0,
-                                 "batteryCapacityWh": self.capacity_kwh * 1000.0}
+            soc = sample(100.0 * self.energy_kwh / self.capacity_kwh, "SoC", "Percent", location="EV")
             samples.append(soc)
+            if self.spec.ocpp_version == OCPP21:
+                samples.append(sample(self.capacity_kwh * 1000.0, CAPACITY_MEASURAND, "Wh", location="EV"))
+            else:
+                soc["customData"] = {"vendorId": VENDOR_ID, "batteryCapacityWh": self.capacity_kwh * 1000.0}
         return {"timestamp": iso_utc(self.clock), "sampledValue": samples}
 
     def _charging_state(self) -> str:
