@@ -38,6 +38,9 @@ BUDGET = {  # command prefix -> arguments appended
     "python benchmarks/train_quality.py": "--quick --minutes 0.1 --work-dir {tmp}/tq --out {tmp}/r.json",
     "python benchmarks/physics_checks.py": "--out {tmp}/r.json",
     "python benchmarks/dr_baselines.py": "--homes 5 --out {tmp}/r.json",
+    "python benchmarks/dispatch_latency.py": "--homes 200 --cycles 2 --e2e-homes 2 --out {tmp}/r.json",
+    "vpprl-export": "",
+    "vpprl-dispatch": "hours=1",
 }
 COMPOSED_ONLY = {"launcher=slurm": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
                  "launcher=ray_cluster": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}
@@ -106,16 +109,24 @@ def test_the_two_setup_commands_are_the_ones_ci_runs():
 def test_readme_command_runs(command, tmp_path):
     if command.startswith("tensorboard"):
         _run(f"vpprl-train {TRAIN_BUDGET}", tmp_path)
+    if command.startswith(("vpprl-export", "vpprl-dispatch")):  # the README's deployment path, step by step
+        _run(f"vpprl-train hydra.run.dir=run {TRAIN_BUDGET}", tmp_path)
+    if command.startswith("vpprl-dispatch"):
+        _run("vpprl-export checkpoint=run/checkpoint out=export", tmp_path)
     budget = _budget(command).format(tmp=tmp_path)
     cwd = ROOT if command.startswith("python benchmarks/") else tmp_path
     proc = _run(f"{command} {budget}", cwd)
     assert proc.returncode == 0, f"{command} {budget}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
     if command.startswith("vpprl-train") and " -m " not in f" {command} ":
         assert "checkpoint:" in proc.stdout and "tensorboard --logdir" in proc.stdout
-        log = next(tmp_path.glob("outputs/*/*/train.log"))
+        log = next(iter([*tmp_path.glob("outputs/*/*/train.log"), *tmp_path.glob("*/train.log")]))
         assert "[1/1] return" in log.read_text()  # the progress lines reach train.log, not only the console
     if command.startswith("tensorboard"):
         assert "charts/episode_return" in proc.stdout
+    if command.startswith("vpprl-export"):
+        assert (tmp_path / "export" / "policy.onnx").exists() and (tmp_path / "export" / "manifest.json").exists()
+    if command.startswith("vpprl-dispatch"):
+        assert "| energy_cost |" in proc.stdout and "same policy in the env" in proc.stdout
 
 
 @pytest.mark.parametrize("key", sorted(COMPOSED_ONLY))
