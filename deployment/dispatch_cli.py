@@ -160,11 +160,14 @@ async def run_simulated(cfg: DispatchRunConfig, out: Path) -> dict:
             if resent or expired:
                 log.warning("journal %s: %d pending commands re-sent, %d expired", out / cfg.journal, resent, expired)
             simulated = np.zeros((len(disp.slots),), bool)
+            register = disp.store.energy_kwh.copy()  # energy registers at the last cycle (NaN: none yet)
             twin_step = None
             for _ in range(twin.episode_steps):
                 report = await disp.cycle()
-                if twin_step is not None:  # the interval just metered: data load + the devices' reported power
-                    nets.append(metered_net(twin_step, disp, report))
+                if twin_step is None:
+                    register[:] = disp.store.energy_kwh  # the registers before the first interval
+                else:  # the interval just metered: data load + the devices' reported power
+                    nets.append(metered_net(twin_step, disp, report, register))
                     tank.append(read_temps(disp, WATER_HEATER, twin_step[2]))
                     indoor.append(read_temps(disp, THERMOSTAT, twin_step[3]))
                 pi.append(float(f.grid[G["price_import"]]))
@@ -181,7 +184,7 @@ async def run_simulated(cfg: DispatchRunConfig, out: Path) -> dict:
             disp.store.start_cycle()
             await disp.read_all(final)
             disp.observe(sim.clock(), final)
-            nets.append(metered_net(twin_step, disp, final))
+            nets.append(metered_net(twin_step, disp, final, register))
             tank.append(read_temps(disp, WATER_HEATER, twin_step[2]))
             indoor.append(read_temps(disp, THERMOSTAT, twin_step[3]))
         finally:
@@ -214,13 +217,20 @@ def read_temps(disp: Dispatcher, device_class: int, twin_temps: np.ndarray) -> n
     return temps
 
 
-def metered_net(twin_step: tuple[np.ndarray, ...], disp: Dispatcher, report) -> np.ndarray:
+def metered_net(twin_step: tuple[np.ndarray, ...], disp: Dispatcher, report, register: np.ndarray) -> np.ndarray:
     """(homes,) kW of the interval before this cycle's readings: the twin's net for it with each simulated
-    device's power replaced by the power its simulator reported (the twin's own where none was trusted)."""
+    device's power replaced by what it reported: the mean power from its energy register where it has one
+    (``register``: last cycle's values, updated here), else the power it read at the interval's end (the
+    twin's own where no reading was trusted)."""
     net, device_kw = twin_step[0], twin_step[1]
     net = net.copy()
     measured = report.tracking_error_kw is not None
-    power = disp.store.power_kw
+    power = disp.store.power_kw.copy()
+    energy = disp.store.energy_kwh
+    dt_h = disp.twin.fleet.dt_h
+    from_register = np.isfinite(energy) & np.isfinite(register)
+    power[from_register] = (energy[from_register] - register[from_register]) / dt_h
+    register[:] = energy
     for m in np.flatnonzero(disp.trusted) if measured else ():
         i, j = disp.home[m], disp.device_class[m]
         if math.isfinite(power[m]):

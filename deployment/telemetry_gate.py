@@ -67,6 +67,7 @@ class TelemetryStore:
         self.power_kw = np.full(m, np.nan)
         self.state = np.full(m, np.nan)
         self.connected = np.ones(m)
+        self.energy_kwh = np.full(m, np.nan)  # a cumulative energy register where the device has one (CTA-2045)
         self.fresh = np.zeros(m, bool)  # a reading arrived since the last cycle
 
     def update(self, reading: Telemetry) -> None:
@@ -76,10 +77,10 @@ class TelemetryStore:
         try:
             values = (float(reading.measured_at), float(reading.power_kw),
                       float(reading.state.get(key, np.nan)) if key else 0.0,
-                      float(reading.state.get("connected", 1.0)))
+                      float(reading.state.get("connected", 1.0)), float(reading.state.get("energy_used_kwh", np.nan)))
         except (TypeError, ValueError, AttributeError) as err:
             raise ValueError(f"reading of {reading.device_id} is not numeric: {err}") from None
-        self.measured_at[i], self.power_kw[i], self.state[i], self.connected[i] = values
+        self.measured_at[i], self.power_kw[i], self.state[i], self.connected[i], self.energy_kwh[i] = values
         self.fresh[i] = True
 
     def start_cycle(self) -> None:

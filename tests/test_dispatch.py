@@ -449,7 +449,7 @@ def test_the_loop_keeps_its_cadence_on_the_wall_clock(tmp_path):
             reports = await d.run(3, on_cycle=lambda r: starts.append(r.started_at))
             gaps = np.diff(starts)
             assert all(r.acked == len(d.slots) for r in reports)
-            np.testing.assert_allclose(gaps, 1.0, atol=0.15)
+            np.testing.assert_allclose(gaps, 1.0, atol=0.3)
             d.policy = Slow(1.3, env.n)
             d.config = DispatchConfig(cadence_s=1.0, policy_deadline_s=2.0, builder=BuilderConfig(ttl_s=1.5))
             starts.clear()
