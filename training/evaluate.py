@@ -68,6 +68,18 @@ def run(cfg: EvaluateConfig, extra: dict[str, Policy] | None = None,
     return text, summary
 
 
+def check_market(cfg: EvaluateConfig, env: VppEnv) -> list[str]:
+    """FERC Order 2222 eligibility of the scenario's bids in ``cfg.market`` on ``cfg.bid_date()`` (refused unless
+    ``market_override``). The aggregation's size is the fleet's flexible nameplate: battery discharge, charger,
+    water-heater element and heat-pump kW."""
+    from ..envs.markets import check_eligibility, load_market
+
+    f = env.fleet
+    kw = float(f.battery.params.max_discharge_kw.sum() + f.ev.params.max_charge_kw.sum()
+               + f.water_heater.params.element_kw.sum() + f.thermostat.params.heat_pump_kw.sum())
+    return check_eligibility(load_market(cfg.market), cfg.task.split("+"), cfg.bid_date(), kw, cfg.market_override)
+
+
 def _to_tensorboard(out: Path, summary: list[dict], traces: dict) -> None:
     import matplotlib.image as mpimg
     from torch.utils.tensorboard import SummaryWriter
@@ -88,6 +100,9 @@ def _main(cfg: DictConfig) -> None:
         check_known_keys(cfg, EvaluateConfig)
         obj: EvaluateConfig = OmegaConf.to_object(cfg)  # runs the schema's validation
         env = make_env(obj)  # loads the data, checks the start days against it
+        if obj.market:
+            for note in check_market(obj, env):
+                log.warning("%s", note)
         if obj.checkpoint:
             run_cfg = check_policy_checkpoint("checkpoint", obj.checkpoint)
             for note in check_scenario("checkpoint", run_cfg, obj.task, obj.dt_s, env.n):

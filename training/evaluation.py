@@ -110,6 +110,9 @@ class EvaluateConfig:
     plots: bool = True
     tensorboard: bool = False
     output_dir: str = "."
+    market: str | None = None  # a grid operator (configs/market/): refuse services it has not opened on market_date
+    market_date: str | None = None  # ISO date the aggregation would bid on (None: today)
+    market_override: bool = False  # evaluate a service the market has not opened anyway (warned)
 
     def __post_init__(self) -> None:
         check_policy_names("policies", self.policies)
@@ -133,6 +136,17 @@ class EvaluateConfig:
 
     def tasks(self) -> dict:
         return task_dict(self.task, self.task_params)
+
+    def bid_date(self):
+        """The date the market rules are read on (``market_date``, default today); ValueError names the field."""
+        import datetime as dt
+
+        if self.market_date is None:
+            return dt.date.today()
+        try:
+            return dt.date.fromisoformat(str(self.market_date))
+        except ValueError:
+            raise ValueError(f"market_date must be an ISO date (YYYY-MM-DD); got {self.market_date!r}") from None
 
 
 def make_policy(name: str, cfg: EvaluateConfig) -> Policy:
