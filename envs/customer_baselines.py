@@ -312,6 +312,16 @@ def _day_of_ratio(inp: _Inputs, cbl: np.ndarray, adjust: bool, cap: float, windo
     return ((lo, hi),), "multiplicative", factor, raw
 
 
+def _pjm_like_days(inp: _Inputs) -> tuple[np.ndarray, str]:
+    """PJM's like days of the event day (weekdays; Saturdays; Sundays and holidays) as a (days,) mask, and their
+    name for error messages."""
+    if inp.event_day_type == WEEKDAY:
+        return inp.day_type == WEEKDAY, "weekdays"
+    if inp.event_day_type == SATURDAY:
+        return inp.day_type == SATURDAY, "Saturdays"
+    return (inp.day_type == SUNDAY) | (inp.day_type == HOLIDAY), "Sundays/holidays"
+
+
 def pjm_high_4_of_5(
     history,
     day_type,
@@ -352,15 +362,13 @@ def pjm_high_4_of_5(
     """
     method = "pjm_high_4_of_5"
     inp = validate_inputs(history, day_type, excluded, event_day_type, event_day_load, event_start, event_end)
+    like, what = _pjm_like_days(inp)
     if inp.event_day_type == WEEKDAY:
-        like = inp.day_type == WEEKDAY
-        n_window, n_keep, rule, what = 5, 4, "weekday High 4 of 5", "weekdays"
+        n_window, n_keep, rule = 5, 4, "weekday High 4 of 5"
     elif inp.event_day_type == SATURDAY:
-        like = inp.day_type == SATURDAY
-        n_window, n_keep, rule, what = 3, 2, "Saturday High 2 of 3", "Saturdays"
+        n_window, n_keep, rule = 3, 2, "Saturday High 2 of 3"
     else:
-        like = (inp.day_type == SUNDAY) | (inp.day_type == HOLIDAY)
-        n_window, n_keep, rule, what = 3, 2, "Sunday/holiday High 2 of 3", "Sundays/holidays"
+        n_window, n_keep, rule = 3, 2, "Sunday/holiday High 2 of 3"
     eligible = _lookback(like[:, None] & ~inp.excluded, lookback_days)
     ev = _event_means(inp)
     initial = _most_recent(eligible, n_window)
@@ -484,12 +492,7 @@ def pjm_match_day(
     if not np.isfinite(inp.event_day_load[matching]).all():
         raise ValueError(f"event_day_load must be finite outside intervals [{lo}, {hi}) (the hours {method} "
                          "matches on)")
-    if inp.event_day_type == WEEKDAY:
-        like, what = inp.day_type == WEEKDAY, "weekdays"
-    elif inp.event_day_type == SATURDAY:
-        like, what = inp.day_type == SATURDAY, "Saturdays"
-    else:
-        like, what = (inp.day_type == SUNDAY) | (inp.day_type == HOLIDAY), "Sundays/holidays"
+    like, what = _pjm_like_days(inp)
     eligible = _lookback(like[:, None] & ~inp.excluded, lookback_days)
     _require(eligible.sum(axis=0), n_days, f"{what} within {lookback_days} days", method, "n_days")
     diff = np.where(eligible[:, None, :], inp.history, 0.0)[:, matching, :] - inp.event_day_load[matching][None]
