@@ -100,6 +100,12 @@ class Profiles:
 
         return int(self.extra.get("start_weekday", pd.Timestamp(self.start).weekday()))
 
+    def start_date(self):
+        """The calendar date of row 0 (``datetime.date``)."""
+        import pandas as pd
+
+        return pd.Timestamp(self.start).date()
+
     @property
     def start_day_of_year(self) -> int:
         """Day of the year of row 0 (0 = January 1st)."""

@@ -236,6 +236,11 @@ class VppEnv(gym.Env):
         # value needs it)
         self.fleet.reveal()
         heating = self.fleet.thermostat.heating.copy() if self._stored_prev is not None else None
+        for task in self.tasks:  # occupants who opted out: their devices run under their own control (NaN)
+            out = task.own_control_homes()
+            if out is not None:
+                setpoints_kw = np.array(setpoints_kw, dtype=np.float64)
+                setpoints_kw[:, out] = np.nan
         outcome = self.fleet.apply(setpoints_kw)
         self._steps += 1
         truncated = self._steps >= self.episode_steps
@@ -290,6 +295,13 @@ class VppEnv(gym.Env):
         self._obs.build_home(self.fleet.default_net_kw, out=obs[:n_home].reshape(self.n, len(HOME_FEATURES)))
         obs[n_home:] = self.global_observation()
         return obs
+
+    def task(self, name: str):
+        """The scenario's task called ``name`` (``KeyError`` listing them if it has none)."""
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise KeyError(f"the scenario has no task {name!r}; it has {[t.name for t in self.tasks]}")
 
     def observe(self) -> np.ndarray:
         """The centralized observation of the current step, rebuilt from the fleet as it is now (after a

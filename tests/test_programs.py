@@ -59,3 +59,42 @@ def test_per_kwh_credit_with_a_monthly_cap_and_a_nominated_pilot_with_its_floor(
     assert bill["total"] == pytest.approx([600.0, 0.0])
     with pytest.raises(ValueError, match=r"participation_floor = 1.5 is outside the allowed range \[0.0, 1.0\]"):
         Program("bad", participation_floor=1.5)
+
+
+def test_every_shipped_programme_loads_with_its_sources_and_event_shape():
+    from vpprl.envs.programs import program_names, task_params_under
+
+    assert program_names() == ["con_edison_csrp", "ct_energy_storage_solutions", "gmp_bring_your_own_device",
+                               "mass_save_connected_solutions", "octopus_saving_sessions", "pepco_drive_pilot",
+                               "pge_elrp"]
+    for name in program_names():
+        program = load_program(name)
+        assert program.citations and program.event_duration_h
+        task_params_under(name, "demand_response", {})  # its own event shape passes its own checks
+
+
+def test_shipped_programmes_pay_their_published_rates():
+    """Octopus Saving Sessions: 1,800 OctoPoints = GBP 2.25 per kWh saved; CT Energy Storage Solutions: $200/kW-summer
+    and $25/kW-winter on average kW; PG&E ELRP: $2/kWh; Pepco DRIVE pilot: $300/kW nominated at >= 80 %
+    participation; each for a 5-kW battery holding 5 kW through every event."""
+    octopus = load_program("octopus_saving_sessions")
+    assert octopus.currency == "GBP"
+    assert settle(octopus, events([""], [1.0], [1.5], start_h=[17.0]))["total"] == pytest.approx([3.375])
+    ct = load_program("ct_energy_storage_solutions")
+    both = events(["summer"] * 2 + ["winter"], [3.0] * 3, [15.0] * 3, start_h=[15.0] * 3, month=[7, 8, 1])
+    assert settle(ct, both)["total"] == pytest.approx([5 * 200.0 + 5 * 25.0])
+    assert settle(load_program("pge_elrp"), events([""], [4.0], [20.0], start_h=[16.0]))["total"] == \
+        pytest.approx([40.0])
+    drive = load_program("pepco_drive_pilot")
+    opted = [[False, False]] * 4 + [[True, True]]  # both took part in 4 of 5
+    bill = settle(drive, events([""] * 5, [2.0] * 5, np.ones((5, 2)), opted=opted), enrolled_kw=np.array([5.0, 3.0]))
+    assert bill["total"] == pytest.approx([1500.0, 900.0])
+
+
+def test_a_shortfall_penalty_is_charged_per_kwh_short_of_the_nomination_but_not_for_an_opt_out():
+    """2 kW nominated, $0.40/kWh short: a 2-h event with 3 kWh delivered is 1 kWh short -> -$0.40; an opt-out owes
+    nothing; a home that delivered 5 kWh owes nothing."""
+    program = Program("penalised", nominated_kw=2.0, shortfall_penalty_per_kwh=0.4)
+    bill = settle(program, events([""], [2.0], [[3.0, 1.0, 5.0]], opted=[[False, True, False]]))
+    assert bill["shortfall_penalty"] == pytest.approx([-0.4, 0.0, 0.0])
+    assert bill["total"] == pytest.approx([-0.4, 0.0, 0.0])

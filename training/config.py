@@ -9,6 +9,7 @@ from typing import Any
 from ..agents.rule_based import RuleConfig
 from ..deployment.wrappers import MAX_PENALTY_PER_KWH
 from ..envs.fleet_config import FleetConfig
+from ..envs.programs import task_params_under
 from ..envs.tasks.base import check_ranges
 from ..envs.vpp_env import scenario_from_kwargs
 from .evaluation import MpcConfig, check_policy_names, check_seed, task_dict
@@ -127,6 +128,8 @@ class TrainConfig:
     :param eval_start_days: held-out days for the final evaluation (episodes start at random days in training).
     :param resume_from: a checkpoint directory written by an earlier run.
     :param ray_address: an existing Ray cluster to join (None: a local Ray instance).
+    :param program: a demand-flexibility programme: the DR task's events take its shape and pay its marginal
+        revenue per kWh (settlement revenue as the reward); the final evaluation settles under it.
     """
 
     seed: int = 0
@@ -146,6 +149,7 @@ class TrainConfig:
     task_params: dict[str, Any] = field(default_factory=dict)
     resume_from: str | None = None
     ray_address: str | None = None
+    program: str | None = None  # a programme (configs/program/): the DR task's events and credit follow it
     tensorboard: bool = True
     output_dir: str = "."
 
@@ -181,7 +185,7 @@ class TrainConfig:
     def env_kwargs(self, days: str | None = None) -> dict:
         """Keyword arguments of ``VppEnv`` for this run's scenario: the training env (training days, the terminal
         value shaped for the agent's discount) unless ``days`` names another split (scored as is)."""
-        kwargs = {"task": task_dict(self.task, self.task_params), "fleet": self.fleet, "dt_s": self.dt_s,
+        kwargs = {"task": task_dict(self.task, task_params_under(self.program, self.task, self.task_params)), "fleet": self.fleet, "dt_s": self.dt_s,
                   "episode_hours": self.episode_hours, "days": days or self.days}
         if days is None and self.agent.name in LEARNERS:  # the scored problem, for a discounting learner
             kwargs.update(shaping_gamma=self.agent.gamma, horizon_is_terminal=True)

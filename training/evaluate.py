@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 import hydra
+import numpy as np
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
@@ -46,6 +47,8 @@ def run(cfg: EvaluateConfig, extra: dict[str, Policy] | None = None,
         extra = {**(extra or {}), name: policy}
     rows, first_traces = [], {}
     names = list(cfg.policies) + list(extra or {})
+    records: dict[str, list] = {name: [] for name in names}
+    per_home: dict[str, dict] = {}
     for i, seed in enumerate(cfg.seeds):
         day = cfg.start_day(i)
         for name in names:
@@ -55,6 +58,11 @@ def run(cfg: EvaluateConfig, extra: dict[str, Policy] | None = None,
             rows.append(row)
             if i == 0:
                 first_traces[name] = trace
+            if cfg.program:
+                records[name] += env.task("demand_response").event_records()
+                totals = per_home.setdefault(name, {k: 0.0 for k in trace["per_home"]})
+                for key, value in trace["per_home"].items():
+                    totals[key] = totals[key] + value
             log.info("seed %d %-26s return %12.2f  (%.1f s)", seed, name, row["return"], row["wall_s"])
     add_comparisons(rows)
     summary = summarize(rows, names)
@@ -63,9 +71,26 @@ def run(cfg: EvaluateConfig, extra: dict[str, Policy] | None = None,
     text = write_table(summary, rows, out, title)
     if cfg.plots:
         dispatch_figures(first_traces, out / "plots", cfg.task)
+    if cfg.program:
+        settled, vpp = settlement(cfg, env, records, per_home)
+        text += "\n" + settled
+    else:
+        vpp = []
     if cfg.tensorboard:
-        _to_tensorboard(out, summary, first_traces)
+        _to_tensorboard(out, summary, first_traces, vpp)
     return text, summary
+
+
+def settlement(cfg: EvaluateConfig, env: VppEnv, records: dict, per_home: dict) -> tuple[str, list[dict]]:
+    """The settlement report under ``cfg.program`` (see ``training.settlement``); each home is enrolled with its
+    battery's discharge rating (0 without one)."""
+    from ..envs.programs import load_program
+    from .settlement import report
+
+    b = env.fleet.battery
+    enrolled = np.where(b.owned, b.params.max_discharge_kw, 0.0).astype(np.float64)
+    text, vpp, _ = report(load_program(cfg.program), records, per_home, enrolled, Path(cfg.output_dir), cfg.plots)
+    return text, vpp
 
 
 def check_market(cfg: EvaluateConfig, env: VppEnv) -> list[str]:
@@ -80,7 +105,7 @@ def check_market(cfg: EvaluateConfig, env: VppEnv) -> list[str]:
     return check_eligibility(load_market(cfg.market), cfg.task.split("+"), cfg.bid_date(), kw, cfg.market_override)
 
 
-def _to_tensorboard(out: Path, summary: list[dict], traces: dict) -> None:
+def _to_tensorboard(out: Path, summary: list[dict], traces: dict, settlement_rows: list[dict]) -> None:
     import matplotlib.image as mpimg
     from torch.utils.tensorboard import SummaryWriter
 
@@ -89,6 +114,10 @@ def _to_tensorboard(out: Path, summary: list[dict], traces: dict) -> None:
         for key, value in s.items():
             if isinstance(value, float) and value == value:
                 writer.add_scalar(f"eval/{s['policy']}/{key}", value, 0)
+    for s in settlement_rows:
+        for key, value in s.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+                writer.add_scalar(f"settlement/{s['policy']}/{key}", float(value), 0)
     for png in sorted((out / "plots").glob("*.png")):
         writer.add_image(f"plots/{png.stem}", mpimg.imread(png)[..., :3], 0, dataformats="HWC")
     writer.close()
@@ -111,7 +140,8 @@ def _main(cfg: DictConfig) -> None:
         obj.output_dir = hydra.core.hydra_config.HydraConfig.get().runtime.output_dir
     text, _ = run(obj, env=env)
     log.info("%s", text)
-    log.info("outputs:     %s (kpis.md, kpis.csv, kpis_summary.csv%s)", obj.output_dir,
+    log.info("outputs:     %s (kpis.md, kpis.csv, kpis_summary.csv%s%s)", obj.output_dir,
+             ", settlement.md, settlement_vpp.csv, settlement_participants.csv" if obj.program else "",
              ", plots/" if obj.plots else "")
     if obj.tensorboard:
         log.info("tensorboard: tensorboard --logdir %s", Path(obj.output_dir) / "tensorboard")

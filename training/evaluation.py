@@ -23,6 +23,7 @@ from ..agents.rule_based import ChargeOnArrival, RuleBased
 from ..data.profiles import G
 from ..envs import FleetConfig, Ownership, VppEnv
 from ..envs.fleet import EV
+from ..envs.programs import task_params_under
 from ..envs.scenario import ScenarioConfig
 
 log = logging.getLogger("vpprl.evaluation")
@@ -32,6 +33,10 @@ TABLE_COLUMNS = ("return", "oracle_savings_captured", "energy_cost", "energy_cos
                  "load_factor", "ramping_kw", "emissions_kg", "discomfort_degh", "dhw_discomfort_degh",
                  "ev_unmet_kwh", "battery_reserve_kwh_h", "site_limit_kwh", "citylearn_score", "nonfinite_actions",
                  "wall_s")
+
+
+#: per-home episode totals a rollout keeps (a participant's bill, comfort and EV impact in a settlement report)
+HOME_TOTALS = ("energy_cost", "thermal_discomfort_degh", "dhw_discomfort_degh", "ev_unmet_kwh")
 
 
 def task_dict(task: str, params: dict | None) -> dict:
@@ -113,6 +118,7 @@ class EvaluateConfig:
     market: str | None = None  # a grid operator (configs/market/): refuse services it has not opened on market_date
     market_date: str | None = None  # ISO date the aggregation would bid on (None: today)
     market_override: bool = False  # evaluate a service the market has not opened anyway (warned)
+    program: str | None = None  # a programme (configs/program/): settle each policy's DR events per participant
 
     def __post_init__(self) -> None:
         check_policy_names("policies", self.policies)
@@ -135,7 +141,9 @@ class EvaluateConfig:
         return None if self.start_days is None else self.start_days[min(episode, len(self.start_days) - 1)]
 
     def tasks(self) -> dict:
-        return task_dict(self.task, self.task_params)
+        """The tasks and their parameters (a programme's DR event shape and credit filled in, see
+        ``envs.programs.task_params_under``)."""
+        return task_dict(self.task, task_params_under(self.program, self.task, self.task_params))
 
     def bid_date(self):
         """The date the market rules are read on (``market_date``, default today); ValueError names the field."""
@@ -189,12 +197,17 @@ def rollout(env: VppEnv, policy: Policy, seed: int, start_day: int | None) -> tu
                                                "ev_required_kwh", "feeder_limit_kw", "event")}
     ret, info, delivered, required = 0.0, {}, 0.0, 0.0
     own_b, own_t = f.battery.owned, f.thermostat.owned
+    per_home = {k: np.zeros(env.n) for k in HOME_TOTALS}
     for _ in range(env.episode_steps):
         hour = (f.seconds % 86400) / 3600.0 + 24.0 * ((f.seconds - f.start_s) // 86400)
         price = float(f.grid[G["price_import"]])
         obs, reward, _, _, info = env.step(policy.act(obs))
         ret += reward * env.n
         out = f.last_outcome
+        for key in HOME_TOTALS[1:]:
+            per_home[key] += info["costs"][key]
+        per_home["energy_cost"] += (np.maximum(out.net_kw, 0.0) * price
+                                    - np.maximum(-out.net_kw, 0.0) * float(out.grid[G["price_export"]])) * f.dt_h
         delivered += float(np.maximum(out.device_kw[EV], 0.0).sum()) * f.dt_h  # AC energy into EVs
         required += out.ev_required_kwh_departed  # energy asked for by sessions that ended
         soc = np.percentile(f.battery.soc[own_b], [10, 50, 90]) if own_b.any() else [np.nan] * 3
@@ -212,7 +225,9 @@ def rollout(env: VppEnv, policy: Policy, seed: int, start_day: int | None) -> tu
     if row["nonfinite_actions"]:
         log.warning("policy %s sent %d NaN/inf action entries (seed %d): the devices followed their own control "
                     "there; see nonfinite_actions in the KPI table", policy.name, row["nonfinite_actions"], seed)
-    return row, {k: np.asarray(v) for k, v in trace.items()}
+    trace = {k: np.asarray(v) for k, v in trace.items()}
+    trace["per_home"] = per_home
+    return row, trace
 
 
 def add_comparisons(rows: list[dict]) -> None:

@@ -112,7 +112,7 @@ def _eval_config(cfg: TrainConfig, out: Path, policies: list[str], seeds: list[i
     return EvaluateConfig(task=cfg.task, fleet=fleet, num_homes=cfg.fleet.num_homes, seeds=seeds,
                           start_days=days, episode_hours=cfg.episode_hours, dt_s=cfg.dt_s, dataset=cfg.dataset,
                           citylearn_replicate=bool(cfg.dataset), policies=policies, output_dir=str(out),
-                          days=cfg.eval_days)
+                          days=cfg.eval_days, task_params=cfg.task_params, program=cfg.program)
 
 
 def check_startup(cfg: TrainConfig) -> VppEnv:

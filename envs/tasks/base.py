@@ -50,6 +50,11 @@ class Task(ABC):
     def reward(self, fleet: Fleet, outcome: StepOutcome) -> np.ndarray:
         """Per-home reward in $ for the step just simulated; advances the task clock."""
 
+    def own_control_homes(self) -> np.ndarray | None:
+        """(N,) bool: homes whose devices follow their own control in the upcoming step whatever the policy
+        asks (an occupant who opted out of a DR event), or None for none."""
+        return None
+
     def kpis(self) -> dict[str, float]:
         """Task-specific KPIs at episode end."""
         return {}

@@ -17,6 +17,7 @@ by import), are paid in that step's reward.
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 from dataclasses import dataclass
 
@@ -39,6 +40,24 @@ FALLBACK_OPTIONS = {"pjm_high_4_of_5": ({"low_usage_fraction": -np.inf}, {"low_u
                     "caiso_10_in_10": ({"min_days": 1},), "pjm_same_day_3_2": (), "pjm_match_day": ({"n_days": 1},)}
 
 
+@dataclass(frozen=True)
+class EventRecord:
+    """One settled event as a programme settles it, per home (N,): the kWh each home delivered against its share
+    of the CBL (negative: it drew more), and whether its occupant opted out (its devices then ran under their own
+    control for the whole event)."""
+
+    date: dt.date  # the event's calendar day (the data's calendar)
+    start_h: float  # local hour the event starts
+    hours: float  # duration, h
+    baseline_kwh: np.ndarray  # (N,) each home's CBL over the event
+    metered_kwh: np.ndarray  # (N,) each home's metered import over the event
+    opted_out: np.ndarray  # (N,) bool
+
+    @property
+    def delivered_kwh(self) -> np.ndarray:
+        return self.baseline_kwh - self.metered_kwh
+
+
 @dataclass
 class _Event:
     day: int  # episode day index (0 = the episode's first calendar day)
@@ -54,6 +73,9 @@ class DemandResponse(Task):
 
     :param baseline: the customer baseline method (``envs.customer_baselines.METHODS``).
     :param weekdays_only: events on weekdays only (as most programmes call them).
+    :param opt_out_probability: chance that a home's occupant opts out of an event (drawn per home and event at
+        reset). An opted-out home's devices follow their own control for the whole event, whatever the policy
+        asks; its load still counts in the fleet's metered reduction, and programmes settle it as an opt-out.
     """
 
     name = "demand_response"
@@ -62,11 +84,13 @@ class DemandResponse(Task):
     def __init__(self, commit_kw_per_home: float = 0.5, event_probability: float = 1.0,
                  start_window_h: tuple[float, float] = (16.0, 19.0), duration_h: float = 2.0,
                  credit_per_kwh: float = 0.5, shortfall_penalty_per_kwh: float = 1.0,
-                 baseline: str = "pjm_high_4_of_5", weekdays_only: bool = True) -> None:
+                 baseline: str = "pjm_high_4_of_5", weekdays_only: bool = True,
+                 opt_out_probability: float = 0.0) -> None:
         check_ranges("DemandResponse", commit_kw_per_home=(commit_kw_per_home, 0.0, 100.0),
                      event_probability=(event_probability, 0.0, 1.0), duration_h=(duration_h, 0.0, 24.0),
                      credit_per_kwh=(credit_per_kwh, 0.0, 1000.0),
-                     shortfall_penalty_per_kwh=(shortfall_penalty_per_kwh, 0.0, 1000.0))
+                     shortfall_penalty_per_kwh=(shortfall_penalty_per_kwh, 0.0, 1000.0),
+                     opt_out_probability=(opt_out_probability, 0.0, 1.0))
         if not 0.0 <= start_window_h[0] <= start_window_h[1] < 24.0:
             raise ValueError(f"DemandResponse.start_window_h must satisfy 0 <= low <= high < 24, got {start_window_h}")
         if baseline not in LOOKBACK_DAYS:
@@ -92,6 +116,7 @@ class DemandResponse(Task):
         self.shortfall_penalty_per_kwh = shortfall_penalty_per_kwh
         self.baseline = baseline
         self.weekdays_only = weekdays_only
+        self.opt_out_probability = opt_out_probability
         self.history_days = LOOKBACK_DAYS[baseline]  # days of metered history read before the episode (splits)
 
     # ----- episode set-up ---------------------------------------------------------------------
@@ -104,6 +129,9 @@ class DemandResponse(Task):
         self.per_day = fleet.steps_per_day
         self._sample_events(fleet, episode_steps, rng)
         self._history_setup(fleet, rng)
+        self._opt_outs(fleet, rng)
+        self.records: list[EventRecord] = []
+        self._calendar_day0 = fleet.profiles.start_date() + dt.timedelta(days=int(fleet.start_s // 86400))
         self.delivered_kw = 0.0
         self.delivered_kwh = self.committed_kwh = self.shortfall_kwh = 0.0
         self.credited_kwh = self.counterfactual_kwh = 0.0
@@ -168,6 +196,20 @@ class DemandResponse(Task):
         self._metered = np.full((steps + self.episode_steps + self.per_day, fleet.n), np.nan)  # day-aligned record
         self._metered[:steps] = past
         self._origin = steps  # row of the episode's first step
+
+    def _opt_outs(self, fleet: Fleet, rng: np.random.Generator) -> None:
+        """Per event and home, whether its occupant opts out; ``_own_control[t]``: homes out at step t. Drawn only
+        when opt-outs are configured, so the episode's other draws do not change."""
+        self._out = np.zeros((len(self.events), fleet.n), bool)
+        if self.opt_out_probability > 0.0:
+            self._out = rng.random((len(self.events), fleet.n)) < self.opt_out_probability
+        self._out_at = {int(s): k for k, e in enumerate(self.events) for s in e.steps}
+
+    def own_control_homes(self) -> np.ndarray | None:
+        """Homes whose occupant opted out of the event of the upcoming step (their devices follow their own
+        control), or None."""
+        k = self._out_at.get(self.t)
+        return None if k is None or not self._out[k].any() else self._out[k]
 
     # ----- per step ---------------------------------------------------------------------------
     def observation(self, fleet: Fleet) -> np.ndarray:
@@ -268,6 +310,10 @@ class DemandResponse(Task):
         event.settled = True
         base = self._baseline_of(event)[event.start:event.end]  # (event steps, N)
         metered = self._metered[(self._lookback + event.day) * self.per_day + np.arange(event.start, event.end)]
+        self.records.append(EventRecord(self._calendar_day0 + dt.timedelta(days=event.day), event.start * self.dt_h,
+                                        len(event.steps) * self.dt_h, base.sum(axis=0) * self.dt_h,
+                                        metered.sum(axis=0) * self.dt_h,
+                                        self._out[self.events.index(event)].copy()))
         reduction = base - metered  # per home and step, kW
         fleet_reduction = reduction.sum(axis=1)
         shortfall = np.maximum(self.commit_kw - fleet_reduction, 0.0)
@@ -359,6 +405,10 @@ class DemandResponse(Task):
         else:
             delta = np.zeros(len(e_abs))
         return terms, delta
+
+    def event_records(self) -> list[EventRecord]:
+        """The events settled so far this episode, oldest first (what a programme's settlement reads)."""
+        return list(self.records)
 
     def kpis(self) -> dict[str, float]:
         perf = self.delivered_kwh / self.committed_kwh if self.committed_kwh > 0 else float("nan")

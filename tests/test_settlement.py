@@ -1,0 +1,156 @@
+"""Programme settlement of evaluated DR events: per-home event records, opt-outs, the report, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_tasks import _flat_load_env
+from vpprl.envs.programs import Program, Season, load_program, task_params_under
+from vpprl.envs.tasks.demand_response import EventRecord
+from vpprl.training.settlement import report
+
+
+def _run_flat(opt_out: float, discharge: float = -1.0) -> tuple[list, np.ndarray]:
+    """Flat 1 kW homes (see test_tasks._flat_load_env) whose batteries are told to discharge in the 17:00 event."""
+    env = _flat_load_env()
+    env.task("demand_response").opt_out_probability = opt_out
+    env.reset(seed=0)
+    task = env.task("demand_response")
+    battery = np.zeros(5)
+    for t in range(96):
+        action = np.zeros((5, 6), np.float32)
+        if task.active[t]:
+            action[:, 0] = discharge
+        env.step(action)
+        if task.active[t]:
+            battery += env.fleet.last_outcome.device_kw[0].astype(float) * 0.25
+    return task.event_records(), battery
+
+
+def test_each_home_is_credited_what_its_battery_delivered_on_the_events_calendar_day():
+    """Flat 1 kW homes: each home's CBL share is 1 kW x 1 h, so it delivered exactly what its battery discharged
+    (worked by hand). Start day 23 of data starting Monday 2024-01-01 is Wednesday 24 January, 17:00 for 1 h."""
+    records, battery_kwh = _run_flat(0.0)
+    assert len(records) == 1
+    r = records[0]
+    assert r.date == dt.date(2024, 1, 24) and r.start_h == 17.0 and r.hours == 1.0
+    np.testing.assert_allclose(r.baseline_kwh, 1.0, rtol=1e-5)
+    assert battery_kwh.sum() < -5.0  # some batteries empty: they deliver 0
+    np.testing.assert_allclose(r.delivered_kwh, -battery_kwh, rtol=1e-4)
+    assert not r.opted_out.any()
+
+
+def test_an_occupant_who_opts_out_keeps_the_home_under_its_own_control():
+    """Every occupant opts out: whatever the policy asks, the homes draw what they draw with no policy at all."""
+    out, out_battery = _run_flat(1.0)
+    idle, idle_battery = _run_flat(0.0, discharge=0.0)  # action 0 = the devices' own control
+    assert out[0].opted_out.all()
+    np.testing.assert_allclose(out_battery, idle_battery, atol=1e-6)
+    np.testing.assert_allclose(out[0].metered_kwh, idle[0].metered_kwh, rtol=1e-6)
+
+
+def _record(month: int, start_h: float, hours: float, delivered, opted=None) -> EventRecord:
+    delivered = np.asarray(delivered, float)
+    return EventRecord(dt.date(2025, month, 10), start_h, hours, delivered + 10.0, np.full(len(delivered), 10.0),
+                       np.zeros(len(delivered), bool) if opted is None else np.asarray(opted, bool))
+
+
+def test_report_bills_and_annualises_a_monthly_capacity_programme_by_hand(tmp_path):
+    """Con Edison CSRP-like: $18/kW-month x pledge x performance + $1/kWh; 5 events a year over May-September.
+    Home 0 (pledged 5 kW) delivered 12 kWh in one 4-h July event (factor 12 / 20 = 0.6): $18 x 5 x 0.6 = $54
+    + $12 = $66 on the evaluated event; a year = $54 x 5 months + $12 x 5 events = $330. Home 1 (2 kW) opted
+    out: factor 0 and no credit."""
+    program = load_program("con_edison_csrp")
+    records = {"rule_based": [_record(7, 14.0, 4.0, [12.0, 6.0], opted=[False, True])]}
+    per_home = {"rule_based": {k: np.zeros(2) for k in ("energy_cost", "thermal_discomfort_degh",
+                                                      "dhw_discomfort_degh", "ev_unmet_kwh")}}
+    text, vpp, homes = report(program, records, per_home, np.array([5.0, 2.0]), tmp_path, plots=False)
+    assert homes[0]["paid_evaluated_events"] == pytest.approx(66.0)
+    assert homes[0]["performance_factor"] == pytest.approx(0.6) and homes[1]["performance_factor"] == 0.0
+    assert homes[0]["annual_earnings"] == pytest.approx(330.0) and homes[1]["annual_earnings"] == 0.0
+    assert vpp[0]["delivered_kw"] == pytest.approx(3.0)  # 12 kWh over 4 h; the opt-out counts 0
+    assert vpp[0]["cost_per_kw_year"] == pytest.approx(110.0)  # $330 a year for 3 kW
+    assert "con_edison_csrp" in text and (tmp_path / "settlement_participants.csv").is_file()
+    with open(tmp_path / "settlement_vpp.csv") as fh:
+        assert float(next(csv.DictReader(fh))["annual_programme_cost"]) == pytest.approx(330.0)
+
+
+def test_upfront_incentive_is_spread_over_the_commitment():
+    """Green Mountain Power BYOD: $850/kW upfront for 10 years; a 5-kW battery gets $4,250, $425 a year."""
+    program = load_program("gmp_bring_your_own_device")
+    records = {"oracle": [_record(8, 16.0, 3.0, [9.0])]}
+    per_home = {"oracle": {k: np.zeros(1) for k in ("energy_cost", "thermal_discomfort_degh",
+                                                  "dhw_discomfort_degh", "ev_unmet_kwh")}}
+    _, vpp, homes = report(program, records, per_home, np.array([5.0]), _tmp(), plots=False)
+    assert homes[0]["upfront"] == pytest.approx(4250.0) and homes[0]["annual_earnings"] == pytest.approx(425.0)
+    assert homes[0]["paid_evaluated_events"] == 0.0
+
+
+def _tmp():
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp())
+
+
+def test_the_seasonal_credit_is_the_programmes_marginal_revenue_per_kwh():
+    """Mass Save, every summer event called (60 x 3 h): one more kWh in one event raises the summer payment by
+    $225 / 180 h = $1.25 (settled, not computed from the formula); winter $50 / 15 h. The DR task's credit under
+    the programme is the blended (225 + 50) / (180 + 15) per kWh."""
+    from vpprl.envs.programs import EventResults, settle
+
+    program = load_program("mass_save_connected_solutions")
+    base = np.full((60, 1), 6.0)
+
+    def pay(delivered):
+        return settle(program, EventResults(np.array(["summer"] * 60), np.array([7] * 60), np.full(60, 14.0),
+                                            np.full(60, 3.0), delivered, np.zeros((60, 1), bool)))["total"][0]
+
+    bumped = base.copy()
+    bumped[5, 0] += 1.0
+    assert pay(bumped) - pay(base) == pytest.approx(1.25)
+    assert program.marginal_per_kwh() == pytest.approx(275.0 / 195.0)
+    assert Program("flat", per_kwh=2.0).marginal_per_kwh() == 2.0
+
+
+def test_a_programme_shapes_the_dr_task_and_refuses_events_it_would_not_call():
+    params = task_params_under("mass_save_connected_solutions", "demand_response", {})
+    assert params["demand_response"]["start_window_h"] == [14.0, 16.0]
+    assert params["demand_response"]["duration_h"] == 3.0
+    mine = task_params_under("mass_save_connected_solutions", "demand_response",
+                             {"demand_response": {"credit_per_kwh": 0.3}})
+    assert mine["demand_response"]["credit_per_kwh"] == 0.3  # what the user set wins
+    with pytest.raises(ValueError, match="task must include demand_response"):
+        task_params_under("mass_save_connected_solutions", "price_arbitrage", {})
+    with pytest.raises(ValueError, match=r"duration_h = 4 h is longer than program mass_save_connected_solutions"):
+        task_params_under("mass_save_connected_solutions", "demand_response", {"demand_response": {"duration_h": 4.0}})
+    with pytest.raises(ValueError, match=r"fall outside program mass_save_connected_solutions's summer window"):
+        task_params_under("mass_save_connected_solutions", "demand_response",
+                          {"demand_response": {"start_window_h": [16.0, 18.0]}})
+    with pytest.raises(ValueError, match="month 6 is in seasons a and b"):
+        Program("x", seasons={"a": Season(1.0, 1, 1.0, (0.0, 24.0), (6,)), "b": Season(1.0, 1, 1.0, (0.0, 24.0), (6,))})
+
+
+def test_vpprl_evaluate_prints_the_settlement_for_each_policy(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "vpprl.training.evaluate", "task=demand_response", *args,
+                               "num_homes=8", "seeds=[0]", "start_days=[170]", "plots=false",
+                               f"hydra.run.dir={tmp_path}"],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
+
+    done = run("program=mass_save_connected_solutions", "policies=[no_control,rule_based]")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "# Settlement under mass_save_connected_solutions" in done.stdout
+    with open(tmp_path / "settlement_participants.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 16 and {r["policy"] for r in rows} == {"no_control", "rule_based"}
+    done = run("program=nowhere", "policies=[no_control]")
+    assert done.returncode == 2 and "program must be one of" in done.stderr and "Traceback" not in done.stderr
+    done = run("program=mass_save_connected_solutions", "+task_params.demand_response.duration_h=4",
+               "policies=[no_control]")
+    assert done.returncode == 2 and "duration_h = 4 h is longer" in done.stderr
