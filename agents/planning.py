@@ -13,7 +13,9 @@ Discomfort, site-limit, reserve, EV and flex costs use the env's cost weights. T
 price arbitrage (bill), peak shaving (overshoot penalty), demand response (credit and shortfall
 against the task's customer baseline, an affine function of the planned load: ``DemandResponse.plan_terms``),
 frequency regulation (|error| against the hour's declared point, the previous hour's mean planned load, +
-signal * capacity: ``FrequencyRegulation.declared_terms``), plus the constant credits, so the objective is the
+signal * capacity: ``FrequencyRegulation.declared_terms``), a day-ahead market commitment (paid price x min(delivery,
+commitment), charged for shortfall, delivery against a forecast fixed at reset: ``MarketBid.commit_terms``, exact),
+plus the constant credits, so the objective is the
 env's return. Approximations (documented where they arise): CityLearn battery curves (``linear_battery``: an
 upper bound), DR with a capped ratio adjustment (CAISO, NYISO) or Match Day's load-matched days (both bounded:
 ``Plan.gap_bound``, from ``DemandResponse.plan_gap_bound``) and DR days after the first of a multi-day episode.
@@ -30,7 +32,7 @@ from ..envs.devices.battery import linear_battery
 from ..envs.devices.thermostat import cop_cooling, cop_heating
 from ..envs.fleet import BATTERY, EV, FLEX, NUM_DEVICE_CLASSES, PV, THERMOSTAT, WATER_HEATER, Fleet
 from ..envs.scenario import CostWeights
-from ..envs.tasks import DemandResponse, FrequencyRegulation, PeakShaving, PriceArbitrage, Task
+from ..envs.tasks import DemandResponse, FrequencyRegulation, MarketBid, PeakShaving, PriceArbitrage, Task
 from ..envs.terminal import COP_REF
 from .lp import LinearProgram
 
@@ -72,7 +74,8 @@ class Plan:
     objective: float  # the LP's minimum: minus the return the env should give, up to `offset`
     solve_s: float
     n_vars: int
-    gap_bound: float = 0.0  # $ bound on |env return + objective| from non-affine DR baselines (inf: unbounded)
+    gap_bound: float = 0.0  # $ bound on |env return + objective| from non-affine DR baselines and score-paid
+    # regulation capacity (inf: unbounded)
 
 
 def _stack(inputs: list[dict], key: str) -> np.ndarray:
@@ -269,10 +272,20 @@ def plan_fleet(fleet: Fleet, tasks: list[Task], weights: CostWeights, inputs: li
                     terms += [(-w, np.broadcast_to(imp[window], (len(e),) + imp[window].shape)),
                               (w, np.broadcast_to(exp[window], (len(e),) + exp[window].shape))]
                 lp.le_sum(terms, const - task.commit_kw)
+        elif isinstance(task, MarketBid):
+            # reward = p R dt - (1 + m) p s dt, s >= R - (forecast - agg), s >= 0 (exact: concave in the load)
+            e, forecast, commit, price = task.commit_terms(signals.start_step, T)
+            if len(e):
+                constant_cost -= float((price * commit).sum()) * dt
+                short = lp.var((len(e),), 0.0, np.inf, cost=(1.0 + task.shortfall_multiplier) * price * dt)
+                lp.le_sum([(1.0, imp[e]), (-1.0, exp[e]), (-1.0, short)], forecast - commit)
         elif isinstance(task, FrequencyRegulation):
             # agg_t - point_t - err_up_t + err_dn_t = signal_t * capacity; the hour's declared point is an affine
             # function of the planned load (the previous hour's mean metered load)
-            constant_cost -= task.capacity_price_per_kwh * task.capacity_kw_per_home * n * dt * T  # capacity credit
+            credit = task.capacity_price_per_kwh * task.capacity_kw_per_home * n * dt * T  # capacity credit
+            constant_cost -= credit
+            if task.capacity_paid_by_score:  # paid x the hour's score in [0, 1]: planned at 1, off by at most it
+                gap_bound += credit
             const, windows, w = task.declared_terms(signals.start_step, T)
             err_up = lp.var((T,), 0.0, np.inf, cost=task.penalty_per_kwh * dt)
             err_dn = lp.var((T,), 0.0, np.inf, cost=task.penalty_per_kwh * dt)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..envs.fleet import BATTERY, EV, FLEX, THERMOSTAT, WATER_HEATER
-from ..envs.tasks import DemandResponse, FrequencyRegulation, PeakShaving, PriceArbitrage
+from ..envs.tasks import DemandResponse, FrequencyRegulation, MarketBid, PeakShaving, PriceArbitrage
 from ..envs.tasks.base import check_ranges
 from ..envs.vpp_env import VppEnv
 from .policy import SetpointPolicy
@@ -70,6 +70,7 @@ class RuleBased(SetpointPolicy):
         super().reset(env)
         self.dr = next((t for t in env.tasks if isinstance(t, DemandResponse)), None)
         self.fr = next((t for t in env.tasks if isinstance(t, FrequencyRegulation)), None)
+        self.bid = next((t for t in env.tasks if isinstance(t, MarketBid)), None)
         self.peak = next((t for t in env.tasks if isinstance(t, PeakShaving)), None)
         self.price_task = any(isinstance(t, PriceArbitrage) for t in env.tasks)
         f = env.fleet
@@ -97,11 +98,17 @@ class RuleBased(SetpointPolicy):
         return peak_now, cheap_now, pre_peak
 
     def _events(self) -> tuple[bool, bool]:
-        """(DR event now, DR event within the pre-conditioning window)."""
-        if self.dr is None:
-            return False, False
-        t = min(self.dr.t, self.dr.episode_steps)
-        return bool(self.dr.active[t]), bool(self.dr.hours_to_event[t] <= self.config.precondition_h)
+        """(DR event or market commitment now, one within the pre-conditioning window)."""
+        now = soon = False
+        if self.dr is not None:
+            t = min(self.dr.t, self.dr.episode_steps)
+            now, soon = bool(self.dr.active[t]), bool(self.dr.hours_to_event[t] <= self.config.precondition_h)
+        if self.bid is not None:  # a committed hour is shed like an event
+            t = min(self.bid.t, self.bid.episode_steps - 1)
+            now |= bool(self.bid.commit_kw[t] > 0)
+            soon |= bool(self.bid.hours_to_commitment[min(self.bid.t, self.bid.episode_steps)]
+                         <= self.config.precondition_h)
+        return now, soon
 
     # ----- setpoints --------------------------------------------------------------------------
     def setpoints(self) -> np.ndarray:

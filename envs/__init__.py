@@ -24,6 +24,7 @@ ENV_IDS: dict[str, str] = {
     "vpprl/PriceArbitrage-v0": "price_arbitrage",
     "vpprl/DemandResponse-v0": "demand_response",
     "vpprl/FrequencyRegulation-v0": "frequency_regulation",
+    "vpprl/MarketBid-v0": "market_bid",
 }
 for _env_id, _task in ENV_IDS.items():
     if _env_id not in gym.registry:

@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 
 SERVICES = ("energy", "capacity", "regulation", "reserves")
 #: the wholesale service each task would bid (peak shaving is a local, retail matter: none)
-TASK_SERVICES = {"price_arbitrage": "energy", "demand_response": "capacity", "frequency_regulation": "regulation"}
+TASK_SERVICES = {"price_arbitrage": "energy", "demand_response": "capacity", "frequency_regulation": "regulation",
+                 "market_bid": "energy"}
 
 
 @dataclass(frozen=True)

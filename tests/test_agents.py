@@ -239,6 +239,8 @@ def test_oracle_gap_bound_is_unbounded_when_a_later_days_baseline_days_are_not_y
     ({"frequency_regulation": {}}, {"dt_s": 60, "episode_hours": 3.0}),
     ({"frequency_regulation": {}, "price_arbitrage": {}}, {"dt_s": 60, "episode_hours": 2.0}),
     ({"price_arbitrage": {}, "peak_shaving": {}, "demand_response": {}}, {}),
+    ({"market_bid": {"offer_kw_per_home": 1.5}}, {}),
+    ({"market_bid": {}, "price_arbitrage": {}}, {}),
 ])
 def test_oracle_objective_is_the_env_return_for_regulation_and_task_combinations(tasks, kw):
     """Regulation pays against the hour's declared point (the previous hour's mean metered load: affine in the

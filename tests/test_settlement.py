@@ -154,3 +154,18 @@ def test_vpprl_evaluate_prints_the_settlement_for_each_policy(tmp_path):
     done = run("program=mass_save_connected_solutions", "+task_params.demand_response.duration_h=4",
                "policies=[no_control]")
     assert done.returncode == 2 and "duration_h = 4 h is longer" in done.stderr
+
+
+def test_training_under_a_programme_is_paid_its_revenue_per_kwh_and_evaluated_under_it(tmp_path):
+    """PG&E ELRP pays $2/kWh: the training env's DR credit is $2/kWh on 4-h events from 16-17 h, and the final
+    evaluation settles under the programme with the training's task parameters."""
+    from vpprl.training.config import TrainConfig
+    from vpprl.training.train import _eval_config
+
+    cfg = TrainConfig(task="demand_response", program="pge_elrp",
+                      task_params={"demand_response": {"baseline": "caiso_10_in_10"}})
+    dr = cfg.env_kwargs()["task"]["demand_response"]
+    assert dr["credit_per_kwh"] == 2.0 and dr["duration_h"] == 4.0 and dr["start_window_h"] == [16.0, 17.0]
+    assert dr["baseline"] == "caiso_10_in_10"
+    evaluation = _eval_config(cfg, tmp_path, ["no_control"], [0], [170])
+    assert evaluation.program == "pge_elrp" and evaluation.tasks() == cfg.env_kwargs()["task"]

@@ -3,6 +3,7 @@
 from .base import Task, split_by_weight
 from .demand_response import DemandResponse
 from .frequency_regulation import FrequencyRegulation, score_series
+from .market_bid import MarketBid
 from .peak_shaving import PeakShaving
 from .price_arbitrage import PriceArbitrage
 
@@ -11,6 +12,7 @@ TASKS: dict[str, type[Task]] = {
     "peak_shaving": PeakShaving,
     "demand_response": DemandResponse,
     "frequency_regulation": FrequencyRegulation,
+    "market_bid": MarketBid,
 }
 
 
@@ -21,5 +23,5 @@ def make_task(name: str, **params) -> Task:
     return TASKS[name](**params)
 
 
-__all__ = ["TASKS", "DemandResponse", "FrequencyRegulation", "PeakShaving", "PriceArbitrage", "Task",
+__all__ = ["TASKS", "DemandResponse", "FrequencyRegulation", "MarketBid", "PeakShaving", "PriceArbitrage", "Task",
            "make_task", "score_series", "split_by_weight"]

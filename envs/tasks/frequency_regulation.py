@@ -52,13 +52,18 @@ def score_series(signal: np.ndarray, response: np.ndarray, dt_s: float) -> dict[
 
 class FrequencyRegulation(Task):
     """Penalty ``penalty_per_kwh`` $ per kWh of tracking error, split across the homes whose deviation from
-    their declared point points the wrong way; capacity credit ``capacity_price_per_kwh`` $ per kW-h committed."""
+    their declared point points the wrong way; capacity credit ``capacity_price_per_kwh`` $ per kW-h committed.
+
+    :param capacity_paid_by_score: pay the capacity credit as PJM does, scaled by the hour's performance score
+        (accuracy, delay, precision on 10-second samples), at each hour's end, instead of flat every step. It
+        needs a resolution the score can read (``dt_s`` <= 10 s, or a divisor of 300 s)."""
 
     name = "frequency_regulation"
     obs_names = ("reg_signal", "reg_capacity_per_home_kw", "reg_last_error_per_home_kw")
 
     def __init__(self, capacity_kw_per_home: float = 1.0, penalty_per_kwh: float = 0.5,
-                 capacity_price_per_kwh: float = 0.03, signal_tau_s: float = 60.0) -> None:
+                 capacity_price_per_kwh: float = 0.03, signal_tau_s: float = 60.0,
+                 capacity_paid_by_score: bool = False) -> None:
         check_ranges("FrequencyRegulation", capacity_kw_per_home=(capacity_kw_per_home, 0.0, 100.0),
                      penalty_per_kwh=(penalty_per_kwh, 0.0, 1000.0),
                      capacity_price_per_kwh=(capacity_price_per_kwh, 0.0, 1000.0),
@@ -67,6 +72,7 @@ class FrequencyRegulation(Task):
         self.penalty_per_kwh = penalty_per_kwh
         self.capacity_price_per_kwh = capacity_price_per_kwh
         self.signal_tau_s = signal_tau_s
+        self.capacity_paid_by_score = bool(capacity_paid_by_score)
         self.history_days = 1  # the hour before the episode sets its first operating point
 
     def reset(self, fleet: Fleet, episode_steps: int, rng: np.random.Generator) -> None:
@@ -84,6 +90,10 @@ class FrequencyRegulation(Task):
         self.declared_kw = self.first_declared_kw.copy()
         self._hour_sum = np.zeros(fleet.n)
         self._metered_fleet = np.zeros(episode_steps)
+        self.scored_credit = 0.0
+        if self.capacity_paid_by_score and not (fleet.dt_s <= 10 or 300 % fleet.dt_s == 0):
+            raise ValueError(f"FrequencyRegulation.capacity_paid_by_score needs dt_s <= 10 or a divisor of 300 "
+                             f"(PJM's score reads 10-second samples), got dt_s={fleet.dt_s}")
 
     def observation(self, fleet: Fleet) -> np.ndarray:
         return np.array([self.signal[min(self.t, self.episode_steps)], self.capacity_kw_per_home,
@@ -103,6 +113,14 @@ class FrequencyRegulation(Task):
         self.error_kw = float(total_dev - self.signal[t] * self.capacity_kw)
         self.error_kwh += abs(self.error_kw) * self.dt_h
         credit = self.capacity_price_per_kwh * self.capacity_kw_per_home * self.dt_h
+        if self.capacity_paid_by_score:  # the hour's credit x its PJM score, paid when the hour ends
+            credit = 0.0
+            if self.t % self.hour_steps == 0:
+                hour = slice(self.t - self.hour_steps, self.t)
+                score = score_series(self.signal[hour], self.response[hour], self.dt_s)["reg_score"]
+                credit = self.capacity_price_per_kwh * self.capacity_kw_per_home * self.hour_steps * self.dt_h * \
+                    (0.0 if score != score else float(score))
+                self.scored_credit += credit * self.n
         if abs(self.error_kw) < 1e-9:
             return np.full(self.n, credit)
         wrong_way = np.maximum(np.sign(self.error_kw) * deviation, 0.0)
@@ -132,6 +150,8 @@ class FrequencyRegulation(Task):
         n = min(self.t, self.episode_steps)
         out = score_series(self.signal[:n], self.response[:n], self.dt_s)
         out["reg_error_kwh"] = self.error_kwh
+        if self.capacity_paid_by_score:
+            out["reg_capacity_credit"] = self.scored_credit
         out["reg_capacity_kw"] = self.capacity_kw
         return out
 
