@@ -95,14 +95,17 @@ def settlement(cfg: EvaluateConfig, env: VppEnv, records: dict, per_home: dict) 
 
 def check_market(cfg: EvaluateConfig, env: VppEnv) -> list[str]:
     """FERC Order 2222 eligibility of the scenario's bids in ``cfg.market`` on ``cfg.bid_date()`` (refused unless
-    ``market_override``). The aggregation's size is the fleet's flexible nameplate: battery discharge, charger,
+    ``market_override``). Under ``program=`` the DR events are the utility programme's (retail), not a bid. The aggregation's size is the fleet's flexible nameplate: battery discharge, charger,
     water-heater element and heat-pump kW."""
     from ..envs.markets import check_eligibility, load_market
 
     f = env.fleet
     kw = float(f.battery.params.max_discharge_kw.sum() + f.ev.params.max_charge_kw.sum()
                + f.water_heater.params.element_kw.sum() + f.thermostat.params.heat_pump_kw.sum())
-    return check_eligibility(load_market(cfg.market), cfg.task.split("+"), cfg.bid_date(), kw, cfg.market_override)
+    tasks = [t.strip() for t in cfg.task.split("+")]
+    if cfg.program:  # DR events called by a utility's programme are settled retail, not bid into the market
+        tasks = [t for t in tasks if t != "demand_response"]
+    return check_eligibility(load_market(cfg.market), tasks, cfg.bid_date(), kw, cfg.market_override)
 
 
 def _to_tensorboard(out: Path, summary: list[dict], traces: dict, settlement_rows: list[dict]) -> None:
