@@ -133,7 +133,9 @@ class Program:
         configured: the per-kWh credit, plus the seasonal rates over the seasons' event hours (a season pays average
         kW x rate = kWh x rate / its event hours once all its events are called; blended over the year), plus the monthly capacity credit over a month's
         event hours (below the nominated kW). Participation and upfront payments do not grow with kWh. The DR
-        task pays this as its credit under ``program=``, so training's reward is the settlement's revenue."""
+        task pays this as its credit under ``program=`` (USD programmes), so training's reward carries the
+        settlement's revenue, linearised: per home and kWh, not floored at 0 per event or season, and the same in
+        every month (a season's own rate differs: Mass Save pays 1.25 $/kWh in summer, 3.33 in winter)."""
         value = self.per_kwh
         paying = [s for s in self.seasons.values() if s.rate_per_kw]
         if paying:  # a year's seasonal pay per kW over a year's event hours
@@ -144,9 +146,12 @@ class Program:
         return value
 
     def task_params(self) -> dict:
-        """The DR task's parameters under this programme: its event shape and baseline, and its marginal revenue
-        per kWh as the credit (see :meth:`marginal_per_kwh`)."""
-        params: dict = {"credit_per_kwh": self.marginal_per_kwh()}
+        """The DR task's parameters under this programme: its event shape and baseline, its shortfall penalty (a
+        retail programme without one charges none) and its marginal revenue per kWh as the credit (see
+        :meth:`marginal_per_kwh`; USD programmes only)."""
+        params: dict = {"shortfall_penalty_per_kwh": self.shortfall_penalty_per_kwh}
+        if self.currency == "USD":  # the env's bills and costs are in USD: a credit in another currency is not added
+            params["credit_per_kwh"] = self.marginal_per_kwh()
         if self.event_start_window_h is not None:
             params["start_window_h"] = list(self.event_start_window_h)
         if self.event_duration_h is not None:
@@ -217,6 +222,14 @@ def load_program(name: str) -> Program:
                    event_baseline=event.get("baseline"), currency=str(raw.get("currency", "USD")), citations=tuple(raw.get("citations", ())), **scalars)
 
 
+def in_programme(program: Program, records: list) -> list:
+    """The records of events the programme would call: for a programme with seasons, those in a season's months
+    (it calls none outside them); otherwise all."""
+    if not program.seasons:
+        return list(records)
+    return [r for r in records if program.season_of(r.date.month)]
+
+
 def event_results(program: Program, records: list) -> EventResults:
     """EventResults from settled DR events (``envs.tasks.demand_response.EventRecord``: date, start_h, hours,
     delivered_kwh, opted_out), each placed in the programme's season by its month."""
@@ -228,12 +241,14 @@ def event_results(program: Program, records: list) -> EventResults:
                         np.stack([r.delivered_kwh for r in records]), np.stack([r.opted_out for r in records]))
 
 
-def check_events(program: Program, events: EventResults) -> None:
+def check_events(program: Program, events: EventResults, sample: bool = False) -> None:
     """Refuse results the programme could not have produced: more events in a season than its cap, an event longer
-    than allowed or outside the season's window (``ValueError`` names the season, the event and the limit)."""
+    than allowed or outside the season's window (``ValueError`` names the season, the event and the limit).
+    ``sample``: the events are a sample of seasons (pooled evaluation episodes), so the season's cap is not a
+    limit on their number."""
     for name, season in program.seasons.items():
         idx = np.flatnonzero(events.season == name)
-        if len(idx) > season.max_events:
+        if len(idx) > season.max_events and not sample:
             raise ValueError(f"program {program.name}: {len(idx)} {name} events, more than its cap of {season.max_events}")
         for k in idx:
             if events.hours[k] > season.max_event_hours + 1e-9:
@@ -256,10 +271,11 @@ def performance_factor(program: Program, events: EventResults, enrolled_kw: np.n
         return np.where(asked > 0, np.clip(delivered / asked, 0.0, 1.0), np.nan)
 
 
-def settle(program: Program, events: EventResults, enrolled_kw: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def settle(program: Program, events: EventResults, enrolled_kw: np.ndarray | None = None,
+           sample: bool = False) -> dict[str, np.ndarray]:
     """Earnings per participant (N,) by rule, ``total`` (credits after the monthly cap, less penalties) and
-    ``upfront`` (the one-off incentive, not in ``total``)."""
-    check_events(program, events)
+    ``upfront`` (the one-off incentive, not in ``total``). ``sample``: see :func:`check_events`."""
+    check_events(program, events, sample)
     n = events.delivered_kwh.shape[1]
     nominated = program.nominated(enrolled_kw, n)
     delivered = np.where(events.opted_out, 0.0, events.delivered_kwh)

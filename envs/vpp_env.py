@@ -212,9 +212,21 @@ class VppEnv(gym.Env):
         learns to need the shield less). Every env view steps through here, so the penalty is the same in
         all of them."""
         setpoints = self.fleet.setpoints_from_action(action)
+        out = self.opted_out_homes()
+        bounds = None
+        if out is not None:  # occupants who opted out: their devices do what they do; the shield plans on that
+            default = self.fleet.action_ranges()[1]
+            setpoints = np.array(setpoints, dtype=np.float64)
+            setpoints[:, out] = default[:, out]
+            if shield is not None:
+                lo, hi, unreachable = shield.safe_bounds(self.fleet)
+                lo, hi = np.array(lo, dtype=np.float64), np.array(hi, dtype=np.float64)
+                lo[:, out] = hi[:, out] = default[:, out]
+                bounds = (lo, hi, unreachable)
         if shield is None:
             return self.advance(setpoints)
-        result = shield.project(self.fleet, setpoints)
+        result = shield.project(self.fleet, setpoints) if bounds is None else \
+            shield.project(self.fleet, setpoints, bounds=bounds)
         reward, truncated, info = self.advance(result.setpoints_kw)
         moved = result.moved_kw.sum(axis=0)
         info["shield"] = result.summary()
@@ -236,11 +248,10 @@ class VppEnv(gym.Env):
         # value needs it)
         self.fleet.reveal()
         heating = self.fleet.thermostat.heating.copy() if self._stored_prev is not None else None
-        for task in self.tasks:  # occupants who opted out: their devices run under their own control (NaN)
-            out = task.own_control_homes()
-            if out is not None:
-                setpoints_kw = np.array(setpoints_kw, dtype=np.float64)
-                setpoints_kw[:, out] = np.nan
+        out = self.opted_out_homes()
+        if out is not None:  # occupants who opted out: their devices run under their own control (NaN)
+            setpoints_kw = np.array(setpoints_kw, dtype=np.float64)
+            setpoints_kw[:, out] = np.nan
         outcome = self.fleet.apply(setpoints_kw)
         self._steps += 1
         truncated = self._steps >= self.episode_steps
@@ -295,6 +306,16 @@ class VppEnv(gym.Env):
         self._obs.build_home(self.fleet.default_net_kw, out=obs[:n_home].reshape(self.n, len(HOME_FEATURES)))
         obs[n_home:] = self.global_observation()
         return obs
+
+    def opted_out_homes(self) -> np.ndarray | None:
+        """(N,) bool: homes whose occupant opted out of the upcoming step's event (their devices follow their own
+        control whatever the policy or the shield asks), or None."""
+        mask = None
+        for task in self.tasks:
+            out = task.own_control_homes()
+            if out is not None:
+                mask = out if mask is None else (mask | out)
+        return mask
 
     def task(self, name: str):
         """The scenario's task called ``name`` (``KeyError`` listing them if it has none)."""

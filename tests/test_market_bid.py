@@ -61,7 +61,8 @@ def test_an_idle_fleet_is_charged_for_its_whole_shortfall_and_a_delivering_one_p
     paid, kpis = _run(env, -1.0)
     assert kpis["bid_shortfall_kwh"] == pytest.approx(0.0, abs=1e-6)
     assert kpis["bid_paid"] == pytest.approx(2.0, rel=1e-4) and kpis["bid_shortfall_charge"] == 0.0
-    assert sum(paid) < 2.0  # the reward also carries the batteries' wear
+    wear = kpis["degradation_cost"]
+    assert wear > 0 and sum(paid) == pytest.approx(2.0 - wear, rel=1e-3)  # the reward also carries the wear
     assert kpis["bid_performance"] == pytest.approx(1.0)
 
 

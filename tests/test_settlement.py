@@ -114,7 +114,10 @@ def test_the_seasonal_credit_is_the_programmes_marginal_revenue_per_kwh():
     bumped = base.copy()
     bumped[5, 0] += 1.0
     assert pay(bumped) - pay(base) == pytest.approx(1.25)
-    assert program.marginal_per_kwh() == pytest.approx(275.0 / 195.0)
+    # a year of events (60 summer + 5 winter, 3 h) each delivering x kW pays 225 x + 50 x for 195 x kWh, settled:
+    year = EventResults(np.array(["summer"] * 60 + ["winter"] * 5), np.array([7] * 60 + [1] * 5), np.full(65, 14.0),
+                        np.full(65, 3.0), np.full((65, 1), 6.0), np.zeros((65, 1), bool))
+    assert program.marginal_per_kwh() == pytest.approx(settle(program, year)["total"][0] / (65 * 6.0))
     assert Program("flat", per_kwh=2.0).marginal_per_kwh() == 2.0
 
 
@@ -168,4 +171,64 @@ def test_training_under_a_programme_is_paid_its_revenue_per_kwh_and_evaluated_un
     assert dr["credit_per_kwh"] == 2.0 and dr["duration_h"] == 4.0 and dr["start_window_h"] == [16.0, 17.0]
     assert dr["baseline"] == "caiso_10_in_10"
     evaluation = _eval_config(cfg, tmp_path, ["no_control"], [0], [170])
-    assert evaluation.program == "pge_elrp" and evaluation.tasks() == cfg.env_kwargs()["task"]
+    assert evaluation.program == "pge_elrp"
+    assert evaluation.tasks()["demand_response"]["baseline"] == "caiso_10_in_10"  # the training's own parameters
+    assert dr["shortfall_penalty_per_kwh"] == 0.0  # ELRP charges no penalty
+    octopus = TrainConfig(task="demand_response", program="octopus_saving_sessions").env_kwargs()
+    assert "credit_per_kwh" not in octopus["task"]["demand_response"]  # GBP is not added to a USD reward
+
+
+@pytest.mark.parametrize("opt_out", [0.5, 1.0])
+def test_the_shield_plans_on_what_opted_out_homes_will_do(opt_out):
+    """A feeder limit of 3 kW on five flat 1 kW homes with full batteries. Opted-out homes draw their own 1 kW
+    whatever is asked: with some homes still controllable the others discharge to keep the feeder at 3 kW; with
+    every home out nothing can be moved, so the shield moves (and charges) nothing and the feeder sees 5 kW."""
+    from vpprl.deployment.shield import Shield, ShieldConfig
+
+    env = _flat_load_env()
+    env.task("demand_response").opt_out_probability = opt_out
+    env.reset(seed=0)
+    task = env.task("demand_response")
+    b = env.fleet.battery.params
+    env.fleet.set_device_states({"battery": b.capacity_kwh * b.soc_max})
+    shield = Shield(ShieldConfig(feeder_limit_kw=3.0))
+    while not task.active[task.t]:
+        env.advance_action(np.zeros((5, 6), np.float32), shield)
+    out = env.opted_out_homes()
+    _, _, info = env.advance_action(np.zeros((5, 6), np.float32), shield, penalty_per_kwh=1.0)
+    metered = env.fleet.last_outcome.net_kw.astype(float)
+    np.testing.assert_allclose(metered[out], 1.0, rtol=1e-5)  # their own control: the battery idles
+    assert info["shield_moved_kw"][out].sum() == 0.0
+    if out.all():
+        assert metered.sum() == pytest.approx(5.0, rel=1e-5)
+    else:
+        assert 0 < out.sum() < 5 and metered.sum() <= 3.0 + 1e-3
+
+
+def test_annual_earnings_cap_credits_only_then_add_the_upfront_and_penalties():
+    """$1/kWh capped at $10 a month (no seasons: 12 capacity months), 12 events a year of 1 h, 2 kW nominated with
+    $1/kWh short, $100/kW upfront over 10 years, 5 kW enrolled. One evaluated event delivering 15 kWh: credits
+    $15 x 12 = $180 -> capped at $120; penalty 0 (over-delivered); upfront $500 / 10 = $50: $170 a year. One
+    delivering 1 kWh: credits $12, penalty 1 kWh x $1 x 12 = -$12, upfront $50: $50."""
+    from vpprl.training.settlement import settle_policy
+
+    program = Program("capped", per_kwh=1.0, monthly_cap=10.0, nominated_kw=2.0, shortfall_penalty_per_kwh=1.0,
+                      upfront_per_kw=100.0, commitment_years=10.0, events_per_year=12.0)
+    for delivered, expected in ((15.0, 170.0), (1.0, 50.0)):
+        _, _, annual = settle_policy(program, [_record(7, 17.0, 1.0, [delivered])], np.array([5.0]))
+        assert annual == pytest.approx([expected])
+
+
+def test_events_outside_the_seasons_are_not_settled_and_pooled_seeds_may_exceed_a_seasons_cap(tmp_path):
+    """Mass Save calls no event in April: an April event is left out of its settlement. Six January events pooled
+    from six evaluation episodes (winter's cap is 5 a season) settle as a sample: 1 kW average -> $50."""
+    program = load_program("mass_save_connected_solutions")
+    per_home = {"rule_based": {k: np.zeros(1) for k in ("energy_cost", "thermal_discomfort_degh",
+                                                      "dhw_discomfort_degh", "ev_unmet_kwh")}}
+    january = [EventRecord(dt.date(2025, 1, 6 + k), 14.0, 3.0, np.array([13.0]), np.array([10.0]),
+                           np.zeros(1, bool)) for k in range(6)]
+    april = EventRecord(dt.date(2025, 4, 8), 14.0, 3.0, np.array([40.0]), np.array([10.0]), np.zeros(1, bool))
+    text, vpp, homes = report(program, {"rule_based": january + [april]}, per_home, np.array([5.0]), tmp_path,
+                              plots=False)
+    assert vpp[0]["events"] == 6 and homes[0]["paid_capacity_winter"] == pytest.approx(50.0)
+    assert "1 evaluated event(s) per policy fell outside" in text

@@ -7,9 +7,11 @@ the delivered capacity (the fleet's average kW against its baseline over the eve
 programme's cost on the evaluated events and a year of them, its cost per delivered kW-year, and the same
 capacity's value at the cost of the alternatives in ``configs/settlement/capacity_alternatives.yaml``.
 
-A year is estimated from the evaluated events: a seasonal payment as settled (it is on average kW), per-event
-credits and penalties scaled to ``events_per_year``, a monthly credit to the programme's capacity months, an
-upfront incentive spread over ``commitment_years``. A season with no evaluated event pays nothing here.
+A year is estimated from the evaluated events, pooled as a sample of the programme's seasons (so a season's event
+cap does not bound their number): a seasonal payment as settled (it is on average kW), per-event credits and
+penalties scaled to ``events_per_year``, a monthly credit to the programme's capacity months, credits capped at
+``monthly_cap`` x those months, an upfront incentive spread over ``commitment_years``. A season with no evaluated
+event pays nothing here; events outside a programme's seasons are not settled (it would not call them).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..envs.programs import EventResults, Program, event_results, performance_factor, settle
+from ..envs.programs import EventResults, Program, event_results, in_programme, performance_factor, settle
 from .evaluation import HOME_TOTALS
 
 
@@ -56,11 +58,14 @@ def annual_factors(program: Program, events: EventResults) -> dict[str, float]:
 def settle_policy(program: Program, records: list, enrolled_kw: np.ndarray) -> tuple[EventResults, dict, np.ndarray]:
     """(events, bill by rule over the evaluated events, annual earnings per participant) of one policy."""
     events = event_results(program, records)
-    bill = settle(program, events, enrolled_kw)
+    bill = settle(program, events, enrolled_kw, sample=True)
     factors = annual_factors(program, events)
-    annual = sum(factors[k] * v for k, v in bill.items() if k != "total")
-    if program.monthly_cap:  # the cap binds month by month: a year of capped months at most
-        annual = np.minimum(annual, program.monthly_cap * 12)
+    credits = sum(factors[k] * v for k, v in bill.items() if k not in ("total", "upfront", "shortfall_penalty"))
+    if program.monthly_cap:  # the cap binds month by month: a year of the programme's capped months at most
+        credits = np.minimum(credits, program.monthly_cap * program.capacity_months())
+    annual = credits + factors["upfront"] * bill["upfront"]
+    if "shortfall_penalty" in bill:
+        annual = annual + factors["shortfall_penalty"] * bill["shortfall_penalty"]
     return events, bill, annual
 
 
@@ -73,7 +78,10 @@ def report(program: Program, records: dict[str, list], per_home: dict[str, dict[
     vpp_rows, home_rows = [], []
     earnings: dict[str, np.ndarray] = {}
     alternatives = capacity_alternatives()
-    for policy, recs in records.items():
+    outside = 0
+    for policy, all_recs in records.items():
+        recs = in_programme(program, all_recs)
+        outside = len(all_recs) - len(recs)
         if not recs:
             vpp_rows.append({"policy": policy, "events": 0})
             continue
@@ -113,6 +121,9 @@ def report(program: Program, records: dict[str, list], per_home: dict[str, dict[
     _write_csv(out_dir / "settlement_vpp.csv", vpp_rows)
     _write_csv(out_dir / "settlement_participants.csv", home_rows)
     text = _markdown(program, vpp_rows, home_rows, alternatives, reference is not None)
+    if outside:
+        text += (f"\n{outside} evaluated event(s) per policy fell outside {program.name}'s seasons (it calls none "
+                 "there): not settled.\n")
     (out_dir / "settlement.md").write_text(text)
     if plots and earnings:
         _plot(earnings, program, out_dir / "plots" / "settlement_earnings.png")
@@ -146,9 +157,9 @@ def _markdown(program: Program, vpp: list[dict], homes: list[dict], alternatives
     for key in keys:
         lines.append(f"| {key} | " + " | ".join(_fmt(r.get(key, float("nan"))) for r in vpp) + " |")
     lines += ["", "## Participants (per home, across policies)", "",
-              "| policy | annual earnings p10 / median / p90 | performance factor median | events (opt-outs) | "
-              + ("bill vs no control, median | thermal / DHW discomfort vs no control, degC-h | EV unmet vs no "
-                 "control, kWh |" if has_reference else "bill | thermal / DHW discomfort, degC-h | EV unmet, kWh |"),
+              f"| policy | annual earnings ({cur}) p10 / median / p90 | performance factor median | events (opt-outs) | "
+              + ("bill ($) vs no control, median | thermal / DHW discomfort vs no control, degC-h | EV unmet vs no "
+                 "control, kWh |" if has_reference else "bill ($) | thermal / DHW discomfort, degC-h | EV unmet, kWh |"),
               "|---|---:|---:|---:|---:|---:|---:|"]
     suffix = "_vs_no_control" if has_reference else ""
     for r in settled:

@@ -122,5 +122,5 @@ class MarketBid(Task):
                 "bid_shortfall_charge": self.charged}
 
     def step_info(self) -> dict[str, float]:
-        t = min(self.t, self.episode_steps - 1)
+        t = min(max(self.t - 1, 0), self.episode_steps - 1)  # the step just settled
         return {"bid_commit_kw": float(self.commit_kw[t]), "bid_delivered_kw": self.delivered_kw}
