@@ -112,7 +112,10 @@ def main() -> None:
     if args.child:
         _child(args)
         return
-    rows = [r for n in args.sizes if (r := _run_child(str(n), args.seconds))]
+    from vpprl.training.progress import bar
+
+    rows = [r for n in bar(None, "fleet sizes", unit="size", iterable=args.sizes)
+            if (r := _run_child(str(n), args.seconds))]
     city_python = args.citylearn_python
     if city_python is None:
         try:

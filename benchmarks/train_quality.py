@@ -132,7 +132,11 @@ def main() -> None:
     rows = []
     held_out_days = [30, 100, 205]  # winter, spring, summer days of held-out weeks (envs.splits)
     sets = [("days", scale) for scale in args.scales] + [("climate", 1), ("citylearn", 1)]
+    from vpprl.training.progress import bar
+
+    progress = bar(len(sets), "held-out sets", unit="set")
     for held_out, scale in sets:
+        progress.set_postfix(set=held_out, homes=args.homes * scale)
         homes = args.homes * scale
         # fewer episodes for the big fleets: the oracle LP of 2,000 homes takes minutes per day
         seeds, days = (([100, 101, 102], held_out_days) if scale <= 10 and not args.quick
@@ -143,6 +147,8 @@ def main() -> None:
               f"{100 * row['savings_share']:.1f} % of oracle savings (best rule "
               f"{row['best_rule']} {100 * row['best_rule_share']:.1f} %), hard-limit kWh {row['hard_limit_kwh']:.3f}, "
               f"EV unmet {row['ev_unmet_pct']:.2f} % ({row['eval_s']:.0f} s)", flush=True)
+        progress.update()
+    progress.close()
     small = rows[0]["savings_share"]
     print(f"\ntraining: {args.minutes:g} min budget on {args.homes}-home fleets"
           + (f", {training['home_steps_per_s']:,.0f} home-steps/s end to end" if training else ""))

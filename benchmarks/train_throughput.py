@@ -66,7 +66,9 @@ def main() -> None:
         ("home_batch", 500, 1, True, 96000 // scale),
         ("per_agent", 500, 1, False, 24000 // scale),
     ]
-    rows = [measure(*case, iterations=args.iterations) for case in cases]
+    from vpprl.training.progress import bar
+
+    rows = [measure(*case, iterations=args.iterations) for case in bar(None, "cases", unit="case", iterable=cases)]
     base = rows[0]["home_steps_per_s"]
     print(f"\n{'path':>11s} {'homes':>6s} {'fleets':>6s} {'home-steps/it':>14s} {'home-steps/s':>13s} {'vs per_agent':>13s}")
     for r in rows:

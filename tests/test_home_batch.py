@@ -97,6 +97,29 @@ def test_per_home_gae_equals_rllib_gae_on_every_home():
         np.testing.assert_allclose(mine[:, i], ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_per_home_gae_equals_rllib_gae_for_random_chunk_boundaries(seed):
+    """Chunks of random lengths (1 row included) ending truncated, terminated or neither (the batch's last)."""
+    from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
+    from vpprl.training.rllib_home_batch import gae_per_home
+
+    rng = np.random.default_rng(seed)
+    rows, homes = 200, 3
+    values = rng.normal(size=(rows, homes)).astype(np.float32)
+    rewards = rng.normal(size=(rows, homes)).astype(np.float32)
+    terminateds = np.zeros(rows, bool)
+    truncateds = np.zeros(rows, bool)
+    ends = np.sort(rng.choice(rows - 1, size=12, replace=False))
+    kinds = rng.integers(0, 2, size=ends.size)
+    terminateds[ends[kinds == 0]] = True
+    truncateds[ends[kinds == 1]] = True
+    mine = gae_per_home(values, rewards, terminateds, truncateds, gamma=0.99, lambda_=0.95)
+    for i in range(homes):
+        ref = compute_value_targets(values[:, i], rewards[:, i], terminateds.astype(np.float32),
+                                    truncateds.astype(np.float32), gamma=0.99, lambda_=0.95)
+        np.testing.assert_allclose(mine[:, i], ref, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.slow
 def test_learner_batch_has_one_row_per_home_step_with_its_own_reward(tmp_path):
     import torch

@@ -278,3 +278,21 @@ def test_ev_deadlines_hold_at_every_resolution(dt_s, hours):
     kpis = info["kpis"]
     assert kpis["ev_required_kwh"] > 100.0  # sessions did end inside the episode
     assert kpis["ev_unmet_kwh"] <= 40 * WH_PER_HOME
+
+
+def test_shield_summary_is_the_fleet_totals_and_pickles_as_a_plain_dict():
+    import pickle
+
+    from vpprl.envs.devices import DEVICE_CLASSES
+
+    env = env_for(6, n=12)
+    env.reset(seed=0)
+    res = Shield().project(env.fleet, np.full((NUM_DEVICE_CLASSES, 12), 1e6))  # far above every device's limit
+    summary = res.summary()
+    for j, name in enumerate(DEVICE_CLASSES):  # the totals, summed here by hand from the per-home arrays
+        assert summary[f"shield/{name}/moved_kw"] == pytest.approx(sum(float(x) for x in res.moved_kw[j]))
+        assert summary[f"shield/{name}/interventions"] == sum(bool(x) for x in res.intervened[j])
+    assert summary["shield/battery/interventions"] > 0
+    assert len(summary) == 2 * len(DEVICE_CLASSES) + 2
+    copied = pickle.loads(pickle.dumps(summary))
+    assert type(copied) is dict and copied == dict(summary)

@@ -31,6 +31,7 @@ from .evaluation import (
     write_table,
 )
 from .plots import dispatch_figures
+from .progress import bar, logs_above
 
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
 log = logging.getLogger("vpprl.evaluate")
@@ -49,21 +50,25 @@ def run(cfg: EvaluateConfig, extra: dict[str, Policy] | None = None,
     names = list(cfg.policies) + list(extra or {})
     records: dict[str, list] = {name: [] for name in names}
     per_home: dict[str, dict] = {}
-    for i, seed in enumerate(cfg.seeds):
-        day = cfg.start_day(i)
-        for name in names:
-            policy = extra[name] if extra and name in extra else make_policy(name, cfg)
-            row, trace = rollout(env, policy, seed, day)
-            row["policy"] = name
-            rows.append(row)
-            if i == 0:
-                first_traces[name] = trace
-            if cfg.program:
-                records[name] += env.task("demand_response").event_records()
-                totals = per_home.setdefault(name, {k: 0.0 for k in trace["per_home"]})
-                for key, value in trace["per_home"].items():
-                    totals[key] = totals[key] + value
-            log.info("seed %d %-26s return %12.2f  (%.1f s)", seed, name, row["return"], row["wall_s"])
+    progress = bar(len(cfg.seeds) * len(names), "evaluate", unit="episode")
+    with logs_above(progress):
+        for i, seed in enumerate(cfg.seeds):
+            day = cfg.start_day(i)
+            for name in names:
+                policy = extra[name] if extra and name in extra else make_policy(name, cfg)
+                row, trace = rollout(env, policy, seed, day)
+                row["policy"] = name
+                rows.append(row)
+                if i == 0:
+                    first_traces[name] = trace
+                if cfg.program:
+                    records[name] += env.task("demand_response").event_records()
+                    totals = per_home.setdefault(name, {k: 0.0 for k in trace["per_home"]})
+                    for key, value in trace["per_home"].items():
+                        totals[key] = totals[key] + value
+                log.info("seed %d %-26s return %12.2f  (%.1f s)", seed, name, row["return"], row["wall_s"])
+                progress.set_postfix(seed=seed, policy=name, ret=f"{row['return']:.2f}", refresh=False)
+                progress.update()
     add_comparisons(rows)
     summary = summarize(rows, names)
     source = cfg.dataset or "default scenario"

@@ -28,6 +28,7 @@ from ray.rllib.core.distribution.torch.torch_distribution import TorchDiagGaussi
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.evaluation.postprocessing import Postprocessing
+from scipy.signal import lfilter
 from torch import nn
 
 TESTED_RAY_VERSION = "2.60.0"  # the overrides below rely on RLlib internals of exactly this version
@@ -91,18 +92,23 @@ def gae_per_home(values: np.ndarray, rewards: np.ndarray, terminateds: np.ndarra
     """Value targets (T, N) from values and rewards (T, N) and per-row episode flags (T,), with
     RLlib's convention (``AddOneTsToEpisodesAndTruncate``): each episode chunk ends with one phantom
     row holding the bootstrap observation; a truncated row bootstraps from the next row's value but
-    stops the recursion, a terminated row does neither."""
-    non_terminal = (1.0 - terminateds.astype(np.float32))[:, None]
-    propagate = non_terminal * (1.0 - truncateds.astype(np.float32))[:, None]
-    next_values = np.zeros_like(values)
+    stops the recursion, a terminated row does neither.
+
+    The backward recursion A_t = delta_t + gamma * lambda * A_{t+1} is a first-order IIR filter run
+    backwards in time, so each stretch between recursion stops is one ``scipy.signal.lfilter`` call over
+    all homes at once: a Python loop over episode chunks (tens per batch), none over steps."""
+    non_terminal = (1.0 - terminateds.astype(np.float64))[:, None]
+    next_values = np.zeros_like(values, dtype=np.float64)
     next_values[:-1] = values[1:]
     delta = rewards + gamma * non_terminal * next_values - values
     advantages = np.empty_like(delta)
-    running = np.zeros(values.shape[1], dtype=delta.dtype)
-    decay = gamma * lambda_ * propagate
-    for t in range(delta.shape[0] - 1, -1, -1):
-        running = delta[t] + decay[t] * running
-        advantages[t] = running
+    stops = np.flatnonzero(terminateds | truncateds)  # the recursion restarts after each of these rows
+    starts = np.concatenate([[0], stops + 1])
+    ends = np.concatenate([stops + 1, [delta.shape[0]]])
+    decay = gamma * lambda_
+    for start, end in zip(starts, ends):
+        if end > start:
+            advantages[start:end] = lfilter([1.0], [1.0, -decay], delta[start:end][::-1], axis=0)[::-1]
     return (advantages + values).astype(np.float32)
 
 
@@ -152,13 +158,12 @@ class HomeBatchGae(ConnectorV2):
         weights = np.ones((rows, n_homes), dtype=np.float32)
         i = 0
         for episode in episodes:
-            infos = episode.get_infos()
-            steps = len(episode) - 1  # the connector pipeline added one phantom step
-            for t in range(steps):
-                info = infos[t + 1]
-                out[i + t] = info[REWARD_KEY]
-                if WEIGHT_KEY in info:
-                    weights[i + t] = info[WEIGHT_KEY]
+            infos = episode.get_infos()[1:len(episode)]  # the connector pipeline added one phantom step
+            steps = len(infos)
+            if steps:
+                out[i:i + steps] = np.stack([info[REWARD_KEY] for info in infos])
+                if WEIGHT_KEY in infos[0]:
+                    weights[i:i + steps] = np.stack([info[WEIGHT_KEY] for info in infos])
             i += steps + 1
         if i != rows:
             raise RuntimeError(f"episodes hold {i} rows but the batch has {rows}")

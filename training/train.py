@@ -33,6 +33,7 @@ from .checkpoints import RUN_CONFIG
 from .cli import check_known_keys, user_errors
 from .config import YARDSTICKS, TrainConfig
 from .evaluation import EvaluateConfig, rollout
+from .progress import bar, logs_above
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 log = logging.getLogger("vpprl.train")
@@ -175,30 +176,37 @@ def train(cfg: TrainConfig, probe_env: VppEnv | None = None) -> dict:
                      budget.iterations)
     t_start = last_t = time.perf_counter()
     last_it = first_it
-    for it in range(first_it + 1, (budget.iterations if trainer.learns else 0) + 1):
-        metrics = trainer.step()
-        last_it = it
-        now = time.perf_counter()
-        home_steps = metrics["home_steps"]
-        rate = (home_steps - last_steps) / max(now - last_t, 1e-9)
-        last_steps, last_t = home_steps, now
-        out_of_time = budget.time_budget_s is not None and now - t_start >= budget.time_budget_s
-        final = it == budget.iterations or out_of_time
-        log.info("[%d/%d] return %10.3f  home-steps %12s  %9s home-steps/s  %7.1f s", it, budget.iterations,
-                 metrics["episode_return"], f"{home_steps:,.0f}", f"{rate:,.0f}", now - t_start)
-        if writer:
-            writer.add_scalar("charts/episode_return", metrics["episode_return"], it)
-            writer.add_scalar("perf/home_steps_per_s", rate, it)
-            for key, value in metrics.items():
-                if key.startswith("losses/"):
-                    writer.add_scalar(key, value, it)
-        if budget.checkpoint_every and it % budget.checkpoint_every == 0 and not final:
-            _save(trainer, cfg, out / "checkpoints" / f"iter_{it:06d}")
-        if writer and (it % budget.log_every == 0 or final):
-            _probe_episode(writer, trainer, shield, probe_env, cfg.eval_seeds[0], probe_days[0], out, it)
-        if out_of_time:
-            log.info("time budget of %g s reached after %d iterations", budget.time_budget_s, it)
-            break
+    timed = budget.time_budget_s is not None
+    progress = bar(budget.time_budget_s if timed else budget.iterations, "train", unit="s" if timed else "it",
+                   initial=0 if timed else min(first_it, budget.iterations))
+    with logs_above(progress):
+        for it in range(first_it + 1, (budget.iterations if trainer.learns else 0) + 1):
+            metrics = trainer.step()
+            last_it = it
+            now = time.perf_counter()
+            home_steps = metrics["home_steps"]
+            rate = (home_steps - last_steps) / max(now - last_t, 1e-9)
+            progress.update(min(now - t_start, budget.time_budget_s) - progress.n if timed else 1)
+            progress.set_postfix(it=it, ret=f"{metrics['episode_return']:.3f}", hs_per_s=f"{rate:,.0f}",
+                                 refresh=False)
+            last_steps, last_t = home_steps, now
+            out_of_time = timed and now - t_start >= budget.time_budget_s
+            final = it == budget.iterations or out_of_time
+            log.info("[%d/%d] return %10.3f  home-steps %12s  %9s home-steps/s  %7.1f s", it, budget.iterations,
+                     metrics["episode_return"], f"{home_steps:,.0f}", f"{rate:,.0f}", now - t_start)
+            if writer:
+                writer.add_scalar("charts/episode_return", metrics["episode_return"], it)
+                writer.add_scalar("perf/home_steps_per_s", rate, it)
+                for key, value in metrics.items():
+                    if key.startswith("losses/"):
+                        writer.add_scalar(key, value, it)
+            if budget.checkpoint_every and it % budget.checkpoint_every == 0 and not final:
+                _save(trainer, cfg, out / "checkpoints" / f"iter_{it:06d}")
+            if writer and (it % budget.log_every == 0 or final):
+                _probe_episode(writer, trainer, shield, probe_env, cfg.eval_seeds[0], probe_days[0], out, it)
+            if out_of_time:
+                log.info("time budget of %g s reached after %d iterations", budget.time_budget_s, it)
+                break
     train_s = time.perf_counter() - t_start
     checkpoint = _save(trainer, cfg, out / "checkpoint")
     summary: list[dict] = []
