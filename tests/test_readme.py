@@ -49,6 +49,8 @@ NOT_RUN = {
     '"numpy<2" gymnasium==0.28.1 pandas pyyaml simplejson scikit-learn==1.2.2 doe_xstock':
         "builds a second environment from the package index (CityLearn's own pins); run by hand",
     "python benchmarks/env_throughput.py --citylearn-python /tmp/cl/bin/python": "needs that venv",
+    "ray start --head --port=6379": "starts a Ray head node; tests/test_cluster.py starts a real one on loopback",
+    "ray start --address=<head-ip>:6379": "joins a head node; tests/test_cluster.py starts a real one on loopback",
 }
 SETUP = ("python3 -m venv .venv",)
 

@@ -85,9 +85,21 @@ def build_algorithm(cfg: TrainConfig, shield: Any = None):
                   .training(train_batch_size_per_learner=a.train_batch_size,
                             minibatch_size=min(a.minibatch_size, a.train_batch_size), **common))
     algo = config.build_algo()
+    if a.num_env_runners:
+        nodes = env_runner_nodes(algo)
+        logging.getLogger("vpprl.train").info("%d env runners on %d Ray node(s): %s", len(nodes), len(set(nodes)),
+                                              ", ".join(sorted(set(nodes))))
     if cfg.resume_from:
         algo.restore_from_path(str(Path(cfg.resume_from).resolve()))
     return algo
+
+
+def env_runner_nodes(algo) -> list[str]:
+    """The Ray node id of every remote env runner (where RLlib placed them on the cluster)."""
+    import ray
+
+    return algo.env_runner_group.foreach_env_runner(lambda runner: ray.get_runtime_context().get_node_id(),
+                                                    local_env_runner=False)
 
 
 def train_iteration(algo, cfg: TrainConfig) -> dict[str, float]:
