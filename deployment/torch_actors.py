@@ -18,15 +18,20 @@ from torch import nn
 
 class RllibActor(nn.Module):
     """An RLlib RLModule's deterministic action on per-home rows (N, F + G) -> (N, D): the mean of its
-    diagonal Gaussian (the first half of the distribution inputs), clipped to [-1, 1], as ``RllibPolicy``."""
+    diagonal Gaussian (the first half of the distribution inputs), clipped to [-1, 1] (squashed by tanh for a
+    module trained with ``action_distribution=squashed_gaussian``), as ``RllibPolicy``."""
 
     def __init__(self, module: Any) -> None:
         super().__init__()
         self.module = module
         self.n_actions = int(module.action_space.shape[-1])
-        self.normalisation = {"observation": "none", "action": "clip(mean of the Gaussian, -1, 1)"}
+        squashed = getattr(module, "squashed", False)
+        self.normalisation = {"observation": "none",
+                              "action": "tanh(mean of the Gaussian)" if squashed else "clip(mean of the Gaussian, -1, 1)"}
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        if hasattr(self.module, "deterministic_action"):  # the home-batch module: clip or tanh, as it trained
+            return self.module.deterministic_action(rows)
         logits = self.module.forward_inference({"obs": rows})["action_dist_inputs"]
         return torch.clamp(logits[..., : self.n_actions], -1.0, 1.0)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from vpprl.agents.policy import Policy
 from vpprl.data.bundled import bundled_dataset_path, plain_copy
 from vpprl.data.citylearn import load_citylearn
@@ -47,7 +48,10 @@ TRAIN_ERRORS = [  # (override, what the one-line message must say)
     ("agent.train_batch_size=8", r"agent.train_batch_size counts home-steps: it must be >= fleet.num_homes=20"),
     ("shield=off shield.penalty_per_kwh=5", r"shield.penalty_per_kwh applies only with the shield on"),
     ("agent.rules.band_margin_c=nan", r"RuleConfig.band_margin_c must be in \[0.0, 5.0\], got nan"),
+    ("agent.num_gpus_per_learner=-1", r"AgentConfig.num_gpus_per_learner must be in \[0.0, 16.0\], got -1"),
 ]
+if not torch.cuda.is_available():  # a GPU learner asked for on a machine without one
+    TRAIN_ERRORS.append(("agent.num_gpus_per_learner=1", r"agent.num_gpus_per_learner=1 needs a CUDA device"))
 
 
 @pytest.mark.parametrize(("override", "message"), TRAIN_ERRORS)

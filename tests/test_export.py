@@ -326,15 +326,17 @@ def test_cli_rejects_a_misspelt_key(tmp_path):
 
 # ----- (b) a real training run's checkpoint, exported by the command line ----------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("home_batch", [True, False])
-def test_trained_rllib_checkpoint_round_trip(home_batch, tmp_path):
+@pytest.mark.parametrize(("home_batch", "distribution"), [(True, "gaussian"), (False, "gaussian"),
+                                                          (True, "squashed_gaussian")])
+def test_trained_rllib_checkpoint_round_trip(home_batch, distribution, tmp_path):
     from vpprl.training.config import TrainingSettings
     from vpprl.training.rllib_adapter import RllibPolicy
     from vpprl.training.train import train
 
     cfg = run_config("rllib_ppo", num_homes=4)
     cfg.agent = AgentConfig(name="rllib_ppo", hidden=[32, 32], train_batch_size=96, minibatch_size=32,
-                            num_epochs=1, home_batch=home_batch, num_envs_per_env_runner=1)
+                            num_epochs=1, home_batch=home_batch, num_envs_per_env_runner=1,
+                            action_distribution=distribution)
     cfg.training = TrainingSettings(iterations=1, log_every=1)
     cfg.evaluate, cfg.tensorboard, cfg.output_dir = False, False, str(tmp_path / "run")
     checkpoint = train(cfg)["checkpoint"]
@@ -347,3 +349,12 @@ def test_trained_rllib_checkpoint_round_trip(home_batch, tmp_path):
         vector, rows = observations(num_homes)
         for obs in (vector, rows, far_outside(rows)):
             np.testing.assert_allclose(served.act(obs), reference.act(obs), atol=ATOL, rtol=0)
+    if distribution == "squashed_gaussian":  # the deterministic action is tanh of the mean RLlib's forward gives
+        import torch
+
+        rows = far_outside(observations(4)[1])
+        with torch.no_grad():
+            logits = reference.module.forward_inference({"obs": torch.as_tensor(rows)})["action_dist_inputs"]
+        mean = logits.numpy()[:, : len(DEVICE_CLASSES)]
+        np.testing.assert_allclose(served.act(rows), np.tanh(mean).ravel(), atol=ATOL, rtol=0)
+        assert served.manifest["normalisation"]["action"].startswith("tanh")

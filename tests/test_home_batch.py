@@ -187,3 +187,33 @@ def test_resampled_citylearn_fleets_keep_their_buildings_devices():
         env.reset(seed=seed)
         seen |= {round(float(c), 3) for c in env.env.fleet.layout.battery.capacity_kwh}
     assert seen <= {round(c, 3) for c in capacities}
+
+
+def test_squashed_gaussian_logp_kl_entropy_match_sampling_references():
+    """The tanh-squashed Gaussian PPO trains with: log-density by the change of variables, KL and entropy
+    against Monte-Carlo estimates from samples (references computed here, not by the class)."""
+    import torch
+    from vpprl.training.rllib_home_batch import SquashedHomeGaussian
+
+    torch.manual_seed(0)
+    loc_p, loc_q = torch.tensor([[0.3, -1.2]]), torch.tensor([[0.1, -0.8]])
+    log_std_p, log_std_q = torch.tensor([[-0.5, 0.2]]), torch.tensor([[-0.3, 0.0]])
+    p = SquashedHomeGaussian.from_logits(torch.cat([loc_p, log_std_p], -1))
+    q = SquashedHomeGaussian.from_logits(torch.cat([loc_q, log_std_q], -1))
+    x = torch.distributions.Normal(loc_p, log_std_p.exp()).sample((200_000,))  # pre-squash samples of p
+    a = torch.tanh(x)
+    log_jacobian = torch.log1p(-torch.tanh(x.double()) ** 2).float()
+
+    def density(loc, log_std):  # log-density of a = tanh(x) by the change of variables, from x itself
+        return (torch.distributions.Normal(loc, log_std.exp()).log_prob(x) - log_jacobian).sum(-1)
+
+    by_hand = density(loc_p, log_std_p)
+    inner = (a.abs() < 0.999).all(-1)  # away from the bounds, where float32 atanh(a) is exact enough
+    np.testing.assert_allclose(p.logp(a)[inner].numpy(), by_hand[inner].numpy(), atol=2e-3)
+    kl_mc = float((by_hand - density(loc_q, log_std_q)).mean())
+    assert float(p.kl(q).squeeze()) == pytest.approx(kl_mc, abs=0.01)
+    entropy_mc = float(-by_hand.mean())
+    entropy = float(torch.stack([p.entropy() for _ in range(4000)]).mean())
+    assert entropy == pytest.approx(entropy_mc, abs=0.02)
+    np.testing.assert_allclose(p.to_deterministic().sample().numpy(), np.tanh(loc_p.numpy()), atol=1e-7)
+    assert float(a.abs().max()) <= 1.0

@@ -18,6 +18,7 @@ LEARNERS = ("rllib_ppo", "sb3_ppo", "sb3_sac")
 CHECKPOINT_MARKERS = {"rllib_ppo": "rllib_checkpoint.json", "sb3_ppo": "model.zip", "sb3_sac": "model.zip"}
 YARDSTICKS = ("rule_based", "oracle", "mpc")  # nothing to train: ``vpprl-train agent=oracle`` only evaluates
 AGENTS = LEARNERS + YARDSTICKS
+ACTION_DISTRIBUTIONS = ("gaussian", "squashed_gaussian")
 
 
 @dataclass
@@ -36,6 +37,11 @@ class AgentConfig:
     :param num_envs_per_env_runner: RLlib home-batch: fleets stepped side by side per env runner (more
         home rows per forward pass for a small fleet).
     :param resample_fleet: RLlib home-batch: a fresh fleet of the same configuration every episode.
+    :param action_distribution: RLlib home-batch: "gaussian" (a diagonal Gaussian whose samples the env clips
+        to [-1, 1]) or "squashed_gaussian" (tanh-squashed into [-1, 1]: no mass piled on the bounds, and the
+        deterministic action is tanh(mean)).
+    :param num_gpus_per_learner: RLlib: GPUs for the learner (0: learn on the CPU; 1 with a CUDA device
+        present: the SGD passes run on it while the env runners sample on the CPUs).
     """
 
     name: str = "rllib_ppo"
@@ -55,6 +61,8 @@ class AgentConfig:
     initial_log_std: float = -0.5
     num_envs_per_env_runner: int = 16
     resample_fleet: bool = True
+    action_distribution: str = "gaussian"
+    num_gpus_per_learner: float = 0.0
     rules: RuleConfig = field(default_factory=RuleConfig)
     mpc: MpcConfig = field(default_factory=MpcConfig)
 
@@ -68,7 +76,14 @@ class AgentConfig:
                      minibatch_size=(self.minibatch_size, 1, 10_000_000), num_epochs=(self.num_epochs, 1, 1000),
                      num_env_runners=(self.num_env_runners, 0, 1024),
                      num_envs_per_env_runner=(self.num_envs_per_env_runner, 1, 4096),
-                     entropy_coeff=(self.entropy_coeff, 0.0, 1.0))
+                     entropy_coeff=(self.entropy_coeff, 0.0, 1.0),
+                     num_gpus_per_learner=(self.num_gpus_per_learner, 0.0, 16.0))
+        if self.action_distribution not in ACTION_DISTRIBUTIONS:
+            raise ValueError(f"AgentConfig.action_distribution must be one of {list(ACTION_DISTRIBUTIONS)}, "
+                             f"got {self.action_distribution!r}")
+        if self.action_distribution != "gaussian" and not self.home_batch:
+            raise ValueError(f"AgentConfig.action_distribution={self.action_distribution} needs home_batch=true "
+                             "(the per-agent path uses RLlib's default Gaussian)")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"AgentConfig.grad_clip must be > 0 or null, got {self.grad_clip!r}")
         if not self.hidden or any(h < 1 for h in self.hidden):

@@ -56,7 +56,8 @@ def build_algorithm(cfg: TrainConfig, shield: Any = None):
     a = cfg.agent
     env_config = env_config_for(cfg, shield)
     n = cfg.fleet.num_homes
-    config = PPOConfig().env_runners(num_env_runners=a.num_env_runners).debugging(seed=cfg.seed)
+    config = (PPOConfig().env_runners(num_env_runners=a.num_env_runners).debugging(seed=cfg.seed)
+              .learners(num_gpus_per_learner=a.num_gpus_per_learner))
     common = {"num_epochs": a.num_epochs, "lr": a.lr, "gamma": a.gamma, "lambda_": a.gae_lambda,
               "entropy_coeff": a.entropy_coeff, "clip_param": a.clip_param, "vf_clip_param": a.vf_clip_param,
               "grad_clip": a.grad_clip}
@@ -70,7 +71,8 @@ def build_algorithm(cfg: TrainConfig, shield: Any = None):
         config = (config.environment(VppHomeBatchEnv, env_config={**env_config, "resample_fleet": a.resample_fleet})
                   .env_runners(num_envs_per_env_runner=a.num_envs_per_env_runner)
                   .rl_module(rl_module_spec=RLModuleSpec(module_class=SharedHomeModule, model_config={
-                      "hidden": list(a.hidden), "activation": "tanh", "initial_log_std": a.initial_log_std}))
+                      "hidden": list(a.hidden), "activation": "tanh", "initial_log_std": a.initial_log_std,
+                      "action_distribution": a.action_distribution}))
                   .learners(learner_class=HomeBatchPPOLearner)
                   .training(train_batch_size_per_learner=fleet_steps,
                             minibatch_size=min(fleet_steps, max(1, a.minibatch_size // n)), **common))
@@ -158,6 +160,8 @@ class RllibPolicy(Policy):
     def act(self, obs: np.ndarray) -> np.ndarray:
         rows = home_rows(np.asarray(obs, dtype=np.float32), int(self.module.observation_space.shape[-1]))
         with self._torch.no_grad():
+            if hasattr(self.module, "deterministic_action"):  # the home-batch module: knows its squashing
+                return self.module.deterministic_action(self._torch.as_tensor(rows)).numpy().astype(np.float32).ravel()
             out = self.module.forward_inference({"obs": self._torch.as_tensor(rows)})
         logits = out["action_dist_inputs"].numpy()
         mean = logits[:, : logits.shape[1] // 2]

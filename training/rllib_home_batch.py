@@ -24,7 +24,11 @@ from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.distribution.torch.torch_distribution import TorchDiagGaussian
+from ray.rllib.core.distribution.torch.torch_distribution import (
+    TorchDeterministic,
+    TorchDiagGaussian,
+    TorchSquashedGaussian,
+)
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.evaluation.postprocessing import Postprocessing
@@ -55,6 +59,24 @@ def _mlp(n_in: int, hidden: list[int], n_out: int, activation: type[nn.Module], 
     return nn.Sequential(*layers, head)
 
 
+class SquashedHomeGaussian(TorchSquashedGaussian):
+    """A diagonal Gaussian squashed by tanh into [-1, 1] per home (no probability mass piled on the bounds, as a
+    clipped Gaussian has), with what PPO needs beyond RLlib's version: the KL (tanh is a bijection, so the KL
+    of the squashed distributions is the KL of the Gaussians under it), an entropy (the Gaussian's plus the
+    expected log-Jacobian of tanh, estimated from one sample) and the deterministic action tanh(mean)."""
+
+    def kl(self, other: TorchSquashedGaussian) -> torch.Tensor:
+        return torch.distributions.kl.kl_divergence(self._dist, other._dist).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        x = self._dist.rsample()
+        log_jacobian = 2.0 * (np.log(2.0) - x - nn.functional.softplus(-2.0 * x))
+        return (self._dist.entropy() + log_jacobian).sum(-1)
+
+    def to_deterministic(self) -> TorchDeterministic:
+        return TorchDeterministic(loc=torch.tanh(self.loc))
+
+
 class SharedHomeModule(TorchRLModule, ValueFunctionAPI):
     """One actor and one critic applied to every home's row: input (..., F) -> output (..., *).
 
@@ -62,7 +84,8 @@ class SharedHomeModule(TorchRLModule, ValueFunctionAPI):
     and on any N (the policy transfers to bigger fleets). The Gaussian's log-std is a learned
     per-device-class parameter, independent of the state (steadier than a state-dependent one).
     ``model_config``: ``hidden`` (layer widths), ``activation`` ("tanh" or "relu"),
-    ``initial_log_std``.
+    ``initial_log_std``, ``action_distribution`` ("gaussian": clipped to [-1, 1] by the env; or
+    "squashed_gaussian": tanh-squashed, see :class:`SquashedHomeGaussian`).
     """
 
     def setup(self) -> None:
@@ -74,7 +97,14 @@ class SharedHomeModule(TorchRLModule, ValueFunctionAPI):
         self.pi = _mlp(n_features, hidden, self.n_actions, activation, out_gain=0.01)
         self.vf = _mlp(n_features, hidden, 1, activation, out_gain=1.0)
         self.log_std = nn.Parameter(torch.full((self.n_actions,), float(cfg.get("initial_log_std", -0.5))))
-        self.action_dist_cls = TorchDiagGaussian
+        self.squashed = cfg.get("action_distribution", "gaussian") == "squashed_gaussian"
+        self.action_dist_cls = SquashedHomeGaussian if self.squashed else TorchDiagGaussian
+
+    def deterministic_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The action a deployed policy takes on rows (..., F): the distribution's mean mapped into [-1, 1]
+        (tanh for the squashed Gaussian, a clip for the plain one)."""
+        mean = self.pi(obs)
+        return torch.tanh(mean) if self.squashed else torch.clamp(mean, -1.0, 1.0)
 
     def _dist_inputs(self, obs: torch.Tensor) -> torch.Tensor:
         mean = self.pi(obs)
@@ -146,7 +176,8 @@ class HomeBatchGae(ConnectorV2):
         module_batch[Columns.REWARDS] = rewards  # weighted: what the value function learns
         module_batch[Postprocessing.ADVANTAGES] = advantages
         module_batch[Postprocessing.VALUE_TARGETS] = targets
-        batch[DEFAULT_MODULE_ID] = {key: self._rows(value, rows, n_homes, key)
+        device = obs.device  # the learner's (a GPU when it has one): the numpy columns join the tensors there
+        batch[DEFAULT_MODULE_ID] = {key: self._rows(value, rows, n_homes, key).to(device)
                                     for key, value in module_batch.items()}
         return batch
 

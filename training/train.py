@@ -119,6 +119,12 @@ def _eval_config(cfg: TrainConfig, out: Path, policies: list[str], seeds: list[i
 def check_startup(cfg: TrainConfig) -> VppEnv:
     """Everything a run can get wrong that needs the data (dataset, start days), checked before RLlib or SB3
     start; returns the probe env (the same scenario as training) for the periodic KPI episodes."""
+    if cfg.agent.num_gpus_per_learner and cfg.agent.name == "rllib_ppo":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"agent.num_gpus_per_learner={cfg.agent.num_gpus_per_learner:g} needs a CUDA device, "
+                             "and torch sees none: use 0 (learn on the CPU)")
     VppEnv(**cfg.env_kwargs())  # the training scenario: some training day fits
     held_out = VppEnv(**cfg.env_kwargs(days=cfg.eval_days))
     for day in cfg.eval_start_days or []:
@@ -135,7 +141,8 @@ def check_startup(cfg: TrainConfig) -> VppEnv:
 
 
 #: settings a checkpoint's weights depend on: resuming with others would load nothing or fail mid-way
-RESUME_KEYS = ("agent.name", "agent.home_batch", "agent.hidden", "task", "dt_s", "dataset")
+RESUME_KEYS = ("agent.name", "agent.home_batch", "agent.hidden", "agent.action_distribution", "task", "dt_s",
+               "dataset")
 
 
 def check_resumable(cfg: TrainConfig) -> None:
@@ -147,8 +154,10 @@ def check_resumable(cfg: TrainConfig) -> None:
     saved = OmegaConf.load(saved_path)
     mine = OmegaConf.structured(cfg)
     keys = RESUME_KEYS + (("fleet.num_homes",) if cfg.agent.name.startswith("sb3") else ())
-    differ = [f"{k}: checkpoint {OmegaConf.select(saved, k)!r}, now {OmegaConf.select(mine, k)!r}" for k in keys
-              if OmegaConf.select(saved, k) != OmegaConf.select(mine, k)]
+    defaults = OmegaConf.structured(TrainConfig)  # a key the checkpoint's version did not have: its default then
+    was = {k: OmegaConf.select(saved, k, default=OmegaConf.select(defaults, k)) for k in keys}
+    differ = [f"{k}: checkpoint {was[k]!r}, now {OmegaConf.select(mine, k)!r}" for k in keys
+              if was[k] != OmegaConf.select(mine, k)]
     if differ:
         raise ValueError("resume_from: the checkpoint was trained with other settings; use the same values "
                          "(" + "; ".join(differ) + ")")
@@ -269,7 +278,8 @@ def _log_hparams(writer, cfg: TrainConfig, summary: list[dict], iterations: int)
               "task": cfg.task, "homes": cfg.fleet.num_homes, "shield": cfg.shield.enabled,
               "hidden": "x".join(map(str, a.hidden)), "train_batch_size": a.train_batch_size,
               "minibatch_size": a.minibatch_size, "num_epochs": a.num_epochs,
-              "entropy_coeff": a.entropy_coeff, "home_batch": a.home_batch, "iterations": iterations}
+              "entropy_coeff": a.entropy_coeff, "home_batch": a.home_batch, "iterations": iterations,
+              "initial_log_std": a.initial_log_std, "action_distribution": a.action_distribution}
     metrics = {f"hparam/{k}": float(mine[k]) for k in ("return", "oracle_savings_captured")
                if k in mine and mine[k] == mine[k]} or {"hparam/return": float("nan")}
     for summary_proto in hparams_summaries(params, metrics):
