@@ -15,6 +15,7 @@ from .fleet_config import FleetConfig
 from .forecast import Forecaster, ForecastConfig
 from .splits import check_split
 from .tasks import TASKS, Task, make_task
+from .terminal import STORAGE_POTENTIALS
 
 
 @dataclass
@@ -58,6 +59,11 @@ class ScenarioConfig:
     :param shaping_gamma: the discount the learner uses: the terminal value is paid step by step as
         ``gamma * Phi(s') - Phi(s)`` (potential-based shaping exact for that discount: the discounted sum is
         ``gamma^T Phi(s_T) - Phi(s_0)``). 1 (default) for evaluation: rewards then sum to the scored return.
+    :param storage_potential: how the shaping values stored energy at each step (``envs.terminal``):
+        ``terminal_price`` (default: the terminal value as it accrues) or ``highest_price_ahead`` (the
+        highest import price still to come; potential-based, so the optimal policy is unchanged, and the
+        credit for storing before a peak comes when the energy is stored). A learning aid: evaluation
+        keeps the default, so its rewards sum to the scored return.
     :param horizon_is_terminal: end episodes with ``terminated`` instead of ``truncated``: the scored problem
         ends at the horizon, where the terminal value prices what is stored, so a learner must not bootstrap
         a value beyond it (training sets this; Gymnasium's time-limit convention is the default).
@@ -79,6 +85,7 @@ class ScenarioConfig:
     days: str = "all"
     climate: str = DEFAULT_CLIMATE
     shaping_gamma: float = 1.0
+    storage_potential: str = "terminal_price"
     horizon_is_terminal: bool = False
 
     def __post_init__(self) -> None:
@@ -102,6 +109,9 @@ class ScenarioConfig:
         check_split("ScenarioConfig.days", self.days)
         if not 0.0 <= self.shaping_gamma <= 1.0:
             raise ValueError(f"ScenarioConfig.shaping_gamma must be in [0, 1], got {self.shaping_gamma!r}")
+        if self.storage_potential not in STORAGE_POTENTIALS:
+            raise ValueError(f"ScenarioConfig.storage_potential must be one of {list(STORAGE_POTENTIALS)}, got "
+                             f"{self.storage_potential!r}")
         check_climate("ScenarioConfig.climate", self.climate)
         if self.dataset is not None and self.climate != DEFAULT_CLIMATE:
             raise ValueError(f"ScenarioConfig.climate={self.climate!r} applies to the default scenario only; a "

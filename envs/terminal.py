@@ -49,3 +49,28 @@ def terminal_price(fleet: Fleet, steps: int, price_scale: float = 1.0) -> float:
     from ..data.profiles import G
 
     return price_scale * float(fleet.grid_at_steps(np.arange(0, steps, stride))[:, G["price_import"]].min())
+
+
+#: how the learner's shaping values stored energy at each step (``ScenarioConfig.storage_potential``)
+STORAGE_POTENTIALS = ("terminal_price", "highest_price_ahead")
+
+
+def storage_potential_prices(fleet: Fleet, steps: int, price_scale: float, potential: str) -> np.ndarray:
+    """(steps + 1,) $/kWh at which the shaping values stored energy before each step and at the end.
+
+    ``terminal_price``: the terminal price throughout (the shaping pays exactly the terminal value's accrual).
+    ``highest_price_ahead``: before step k, the highest import price of steps k..T-1; at the end, the
+    terminal price. Potential-based shaping Phi_k = price_k * stored_k: the rewards then sum to the scored
+    return plus stored_0 * (terminal price - price_0), a constant of the initial state, so the optimal policy
+    is unchanged; but energy stored before a price peak is credited when it is stored (at the peak's price),
+    not only ~10 h later when it is used, and energy still held after the peak loses value step by step."""
+    end = terminal_price(fleet, steps, price_scale)
+    if potential == "terminal_price":
+        return np.full(steps + 1, end)
+    if potential != "highest_price_ahead":
+        raise ValueError(f"storage_potential must be one of {list(STORAGE_POTENTIALS)}, got {potential!r}")
+    from ..data.profiles import G
+
+    prices = price_scale * fleet.grid_at_steps(np.arange(steps))[:, G["price_import"]].astype(np.float64)
+    ahead = np.maximum.accumulate(prices[::-1])[::-1]
+    return np.append(ahead, end)

@@ -280,6 +280,39 @@ def test_terminal_value_shaping_is_exact_for_the_learners_discount(gamma):
     assert info["kpis"]["terminal_value"] == pytest.approx(phi[2] - phi[0], rel=1e-5)
 
 
+@pytest.mark.parametrize("gamma", [1.0, 0.9])
+def test_highest_price_ahead_potential_credits_storing_when_it_happens(gamma):
+    """The same two hours (0.1 then 0.5 $/kWh, terminal price 0.1): valued at the highest price still to come
+    (0.5 before each step, the terminal price at the end), charging in hour 1 is credited at 0.5 $/kWh at once.
+    Worked by hand: r_k = bill_k + gamma p_{k+1} eta E_{k+1} - p_k eta E_k with p = (0.5, 0.5, 0.1); with
+    gamma = 1 the sum is the scored return plus eta E_0 (0.1 - 0.5), a constant of the start. Evaluation's
+    terminal value KPI is unchanged."""
+    env = battery_only_env(shaping_gamma=gamma, horizon_is_terminal=True, storage_potential="highest_price_ahead")
+    env.reset(seed=0)
+    b = env.fleet.battery
+    eta = float(b.params.discharge_efficiency[0])
+    energy = [float(b.energy_kwh[0])]
+    rewards, bills = [], []
+    for action in (1.0, 0.0):
+        _, reward, _, _, info = env.step(np.array([action, 0, 0, 0, 0, 0], np.float32))
+        rewards.append(reward)
+        energy.append(float(b.energy_kwh[0]))
+        out = env.fleet.last_outcome
+        bills.append(-float(out.grid[G["price_import"]]) * max(float(out.net_kw[0]), 0.0) * 1.0
+                     - float(out.degradation_cost[0]))
+    assert energy[1] > energy[0] + 1.0
+    p = (0.5, 0.5, 0.1)
+    for k in range(2):
+        assert rewards[k] == pytest.approx(bills[k] + gamma * p[k + 1] * eta * energy[k + 1] - p[k] * eta * energy[k],
+                                           rel=1e-5)
+    scored = sum(bills) + 0.1 * eta * (energy[2] - energy[0])
+    if gamma == 1.0:
+        assert sum(rewards) == pytest.approx(scored + eta * energy[0] * (0.1 - 0.5), rel=1e-5)
+    assert info["kpis"]["terminal_value"] == pytest.approx(0.1 * eta * (energy[2] - energy[0]), rel=1e-5)
+    with pytest.raises(ValueError, match="storage_potential must be one of"):
+        battery_only_env(storage_potential="peak")
+
+
 def test_mpc_forecasts_read_only_the_past_even_beyond_a_day():
     """A 48-hour horizon: every input the MPC's forecast reads is of a step already past (the same time on a
     day before now), never the truth of a later step."""

@@ -11,6 +11,7 @@ from ..deployment.wrappers import MAX_PENALTY_PER_KWH
 from ..envs.fleet_config import FleetConfig
 from ..envs.programs import task_params_under
 from ..envs.tasks.base import check_ranges
+from ..envs.terminal import STORAGE_POTENTIALS
 from ..envs.vpp_env import scenario_from_kwargs
 from .evaluation import MpcConfig, check_policy_names, check_seed, task_dict
 
@@ -40,6 +41,9 @@ class AgentConfig:
     :param action_distribution: RLlib home-batch: "gaussian" (a diagonal Gaussian whose samples the env clips
         to [-1, 1]) or "squashed_gaussian" (tanh-squashed into [-1, 1]: no mass piled on the bounds, and the
         deterministic action is tanh(mean)).
+    :param storage_potential: how the training env's shaping values stored energy (``ScenarioConfig``):
+        "terminal_price" or "highest_price_ahead" (potential-based: same optimal policy, earlier credit for
+        storing before a price peak). Evaluation always scores the unshaped problem.
     :param num_gpus_per_learner: RLlib: GPUs for the learner (0: learn on the CPU; 1 with a CUDA device
         present: the SGD passes run on it while the env runners sample on the CPUs).
     """
@@ -62,6 +66,7 @@ class AgentConfig:
     num_envs_per_env_runner: int = 16
     resample_fleet: bool = True
     action_distribution: str = "gaussian"
+    storage_potential: str = "terminal_price"
     num_gpus_per_learner: float = 0.0
     rules: RuleConfig = field(default_factory=RuleConfig)
     mpc: MpcConfig = field(default_factory=MpcConfig)
@@ -81,6 +86,9 @@ class AgentConfig:
         if self.action_distribution not in ACTION_DISTRIBUTIONS:
             raise ValueError(f"AgentConfig.action_distribution must be one of {list(ACTION_DISTRIBUTIONS)}, "
                              f"got {self.action_distribution!r}")
+        if self.storage_potential not in STORAGE_POTENTIALS:
+            raise ValueError(f"AgentConfig.storage_potential must be one of {list(STORAGE_POTENTIALS)}, "
+                             f"got {self.storage_potential!r}")
         if self.action_distribution != "gaussian" and not self.home_batch:
             raise ValueError(f"AgentConfig.action_distribution={self.action_distribution} needs home_batch=true "
                              "(the per-agent path uses RLlib's default Gaussian)")
@@ -203,7 +211,8 @@ class TrainConfig:
         kwargs = {"task": task_dict(self.task, task_params_under(self.program, self.task, self.task_params)), "fleet": self.fleet, "dt_s": self.dt_s,
                   "episode_hours": self.episode_hours, "days": days or self.days}
         if days is None and self.agent.name in LEARNERS:  # the scored problem, for a discounting learner
-            kwargs.update(shaping_gamma=self.agent.gamma, horizon_is_terminal=True)
+            kwargs.update(shaping_gamma=self.agent.gamma, storage_potential=self.agent.storage_potential,
+                          horizon_is_terminal=True)
         if self.dataset:
             kwargs.update(dataset=self.dataset, citylearn_replicate=True)
         return kwargs
