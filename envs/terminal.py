@@ -30,11 +30,17 @@ COP_REF = 3.0
 def stored_energy_parts(fleet: Fleet) -> tuple[np.ndarray, np.ndarray]:
     """Per home (kWh): (batteries + EV energy owed + tank heat, building heat before the mode's sign)."""
     b, ev, wh, th = fleet.battery, fleet.ev, fleet.water_heater, fleet.thermostat
-    stored = b.energy_kwh.astype(np.float64) * b.params.discharge_efficiency
+    stored = battery_stored_kwh(fleet)
     stored -= ev.energy_needed_kwh * ~ev.arrived / ev.params.efficiency  # not sessions starting right now
     stored += wh.owned * wh.heat_capacity_kwh_per_c * wh.temp_c
     building = th.owned * th.params.capacitance_kwh_per_c * th.temp_c.astype(np.float64) / COP_REF
     return stored, building
+
+
+def battery_stored_kwh(fleet: Fleet) -> np.ndarray:
+    """Per home (kWh): the batteries' part of the stored energy (what they can deliver)."""
+    b = fleet.battery
+    return b.energy_kwh.astype(np.float64) * b.params.discharge_efficiency
 
 
 def stored_energy_kwh(fleet: Fleet, heating: np.ndarray) -> np.ndarray:
@@ -56,14 +62,16 @@ STORAGE_POTENTIALS = ("terminal_price", "highest_price_ahead")
 
 
 def storage_potential_prices(fleet: Fleet, steps: int, price_scale: float, potential: str) -> np.ndarray:
-    """(steps + 1,) $/kWh at which the shaping values stored energy before each step and at the end.
+    """(steps + 1,) $/kWh at which the shaping values the batteries' stored energy before each step and at the end.
 
     ``terminal_price``: the terminal price throughout (the shaping pays exactly the terminal value's accrual).
     ``highest_price_ahead``: before step k, the highest import price of steps k..T-1; at the end, the
-    terminal price. Potential-based shaping Phi_k = price_k * stored_k: the rewards then sum to the scored
-    return plus stored_0 * (terminal price - price_0), a constant of the initial state, so the optimal policy
-    is unchanged; but energy stored before a price peak is credited when it is stored (at the peak's price),
-    not only ~10 h later when it is used, and energy still held after the peak loses value step by step."""
+    terminal price. Potential-based shaping Phi_k = price_k * battery energy_k (heat and EV energy keep the
+    terminal price: heat leaks away within hours, so valuing it at a later peak's price would pay for storing
+    what will be lost): the rewards then sum to the scored return plus battery energy_0 * (terminal price -
+    price_0), a constant of the start, so the optimal policy is unchanged; but energy stored before a price peak
+    is credited when it is stored (at the peak's price), not ~10 h later when it is used, and energy still held
+    after the peak loses value step by step."""
     end = terminal_price(fleet, steps, price_scale)
     if potential == "terminal_price":
         return np.full(steps + 1, end)

@@ -30,7 +30,7 @@ from .observation import BASE_GLOBAL_FEATURES, HOME_FEATURES, ObservationBuilder
 from .scenario import ScenarioConfig, build_scenario
 from .splits import start_days
 from .tasks import PriceArbitrage
-from .terminal import storage_potential_prices, stored_energy_kwh, stored_energy_parts, terminal_price
+from .terminal import battery_stored_kwh, storage_potential_prices, stored_energy_kwh, stored_energy_parts, terminal_price
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "frequency_regulation": {"dt_s": 4, "episode_hours": 1.0},
@@ -187,6 +187,7 @@ class VppEnv(gym.Env):
         self._stored_prev = stored_energy_parts(self.fleet) if pa else None
         self._potential_price = storage_potential_prices(self.fleet, self.episode_steps, pa.price_scale,
                                                          self.config.storage_potential) if pa else None
+        self._battery_prev = battery_stored_kwh(self.fleet) if pa else None
         self._terminal_value = 0.0
         return {"start_seconds": self.fleet.start_s}
 
@@ -270,11 +271,15 @@ class VppEnv(gym.Env):
             other, building = stored_energy_parts(self.fleet)
             sign = np.where(heating, 1.0, -1.0)
             prev_other, prev_building = self._stored_prev
-            gain = self._terminal_price * ((other - prev_other) + sign * (building - prev_building))
+            price = self._terminal_price
+            gain = price * ((other - prev_other) + sign * (building - prev_building))
             g = self.config.shaping_gamma
+            shaped = gain if g == 1.0 else price * ((g * other - prev_other) + sign * (g * building - prev_building))
             p0, p1 = self._potential_price[self._steps - 1], self._potential_price[self._steps]
-            shaped = gain if g == 1.0 and p0 == p1 == self._terminal_price else (
-                (g * p1 * other - p0 * prev_other) + sign * (g * p1 * building - p0 * prev_building))
+            if not p0 == p1 == price:  # the battery's energy valued at another potential price (envs.terminal)
+                battery = battery_stored_kwh(self.fleet)
+                shaped = shaped + (g * (p1 - price) * battery - (p0 - price) * self._battery_prev)
+                self._battery_prev = battery
             self._stored_prev = (other, building)
             reward_home = reward_home + shaped
             self._terminal_value += float(gain.sum())
