@@ -21,7 +21,6 @@ in training (``ShieldWrapper``) and in the dispatch loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,49 +69,19 @@ class ShieldResult:
     nonfinite: np.ndarray
     unreachable: np.ndarray
 
-    def summary(self) -> ShieldSummary:
-        """Fleet totals per device class (interventions as a count, power moved in kW), computed when first
-        read: a training env hands one out every step and almost nobody reads it."""
-        return ShieldSummary(self)
-
-    def totals(self) -> dict[str, float]:
-        """The fleet totals, computed now."""
+    def summary(self) -> dict[str, float]:
+        """Fleet totals per device class (interventions as a count, power moved in kW): one reduction per
+        array over the homes (a training env hands one out every step). A plain dict of floats: the step's
+        info keeps it for the whole episode, so it must not hold the per-home arrays."""
+        interventions = self.intervened.sum(axis=1).tolist()
+        moved = self.moved_kw.sum(axis=1, dtype=np.float64).tolist()
         out: dict[str, float] = {}
         for j, name in enumerate(DEVICE_CLASSES):
-            out[f"shield/{name}/interventions"] = float(self.intervened[j].sum())
-            out[f"shield/{name}/moved_kw"] = float(self.moved_kw[j].sum(dtype=np.float64))
+            out[f"shield/{name}/interventions"] = float(interventions[j])
+            out[f"shield/{name}/moved_kw"] = moved[j]
         out["shield/nonfinite"] = float(self.nonfinite.sum())
         out["shield/unreachable"] = float(self.unreachable.sum())
         return out
-
-
-class ShieldSummary(Mapping):
-    """A read-only ``{name: total}`` mapping over a :class:`ShieldResult`, summed on first access."""
-
-    def __init__(self, result: ShieldResult) -> None:
-        self._result = result
-        self._totals: dict[str, float] | None = None
-
-    def _values(self) -> dict[str, float]:
-        if self._totals is None:
-            self._totals = self._result.totals()
-        return self._totals
-
-    def __getitem__(self, key: str) -> float:
-        return self._values()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values())
-
-    def __len__(self) -> int:
-        return len(self._values())
-
-    def __repr__(self) -> str:
-        return f"ShieldSummary({self._values()!r})"
-
-    def __reduce__(self):
-        """Pickled (to a remote learner, say) as the plain dict of totals, not the per-home arrays behind it."""
-        return dict, (self._values(),)
 
 
 class Shield:

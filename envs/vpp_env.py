@@ -275,7 +275,8 @@ class VppEnv(gym.Env):
             gain = price * ((other - prev_other) + sign * (building - prev_building))
             g = self.config.shaping_gamma
             shaped = gain if g == 1.0 else price * ((g * other - prev_other) + sign * (g * building - prev_building))
-            p0, p1 = self._potential_price[self._steps - 1], self._potential_price[self._steps]
+            last = len(self._potential_price) - 1  # stepped past the horizon: the terminal price from there on
+            p0, p1 = self._potential_price[min(self._steps - 1, last)], self._potential_price[min(self._steps, last)]
             if not p0 == p1 == price:  # the battery's energy valued at another potential price (envs.terminal)
                 battery = battery_stored_kwh(self.fleet)
                 shaped = shaped + (g * (p1 - price) * battery - (p0 - price) * self._battery_prev)

@@ -217,3 +217,30 @@ def test_squashed_gaussian_logp_kl_entropy_match_sampling_references():
     assert entropy == pytest.approx(entropy_mc, abs=0.02)
     np.testing.assert_allclose(p.to_deterministic().sample().numpy(), np.tanh(loc_p.numpy()), atol=1e-7)
     assert float(a.abs().max()) <= 1.0
+
+
+def test_squashed_policy_gradient_is_unbiased_up_to_the_bounded_mean():
+    """Score-function identity E[d log p(a) / d loc] = 0, from the stored (squashed) actions as PPO sees them:
+    holds at the module's bound on the mean (|loc| <= 5); past |loc| ~ 7 float32 actions saturate at exactly
+    +-1 and the gradient is biased, which is why the module bounds the mean. The module's outputs stay bounded
+    however large its raw output."""
+    import torch
+    from vpprl.training.rllib_home_batch import MAX_SQUASHED_MEAN, SharedHomeModule, SquashedHomeGaussian
+
+    torch.manual_seed(0)
+    for loc_value, biased in ((MAX_SQUASHED_MEAN, False), (8.0, True)):
+        loc = torch.full((1, NUM_DEVICE_CLASSES), loc_value, requires_grad=True)
+        dist = SquashedHomeGaussian.from_logits(torch.cat([loc, torch.full_like(loc, -1.0)], -1))
+        actions = dist.sample(sample_shape=torch.Size([100_000])).detach()
+        grad, = torch.autograd.grad(dist.logp(actions).mean(), loc)
+        assert (float(grad.abs().max()) > 1.0) is biased
+    env = VppHomeBatchEnv(task="price_arbitrage", num_homes=3)
+    module = SharedHomeModule(observation_space=env.observation_space, action_space=env.action_space,
+                              model_config={"hidden": [8], "action_distribution": "squashed_gaussian"})
+    with torch.no_grad():
+        module.pi[-1].bias.fill_(50.0)
+        obs = torch.as_tensor(env.reset(seed=0)[0])
+        mean = module._forward({"obs": obs})["action_dist_inputs"][..., :NUM_DEVICE_CLASSES]
+        action = module.deterministic_action(obs)
+    assert float(mean.max()) <= MAX_SQUASHED_MEAN
+    np.testing.assert_allclose(action.numpy(), np.tanh(mean.numpy()), atol=1e-6)

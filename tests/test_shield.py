@@ -280,9 +280,7 @@ def test_ev_deadlines_hold_at_every_resolution(dt_s, hours):
     assert kpis["ev_unmet_kwh"] <= 40 * WH_PER_HOME
 
 
-def test_shield_summary_is_the_fleet_totals_and_pickles_as_a_plain_dict():
-    import pickle
-
+def test_shield_summary_is_the_fleet_totals_as_plain_floats():
     from vpprl.envs.devices import DEVICE_CLASSES
 
     env = env_for(6, n=12)
@@ -294,5 +292,4 @@ def test_shield_summary_is_the_fleet_totals_and_pickles_as_a_plain_dict():
         assert summary[f"shield/{name}/interventions"] == sum(bool(x) for x in res.intervened[j])
     assert summary["shield/battery/interventions"] > 0
     assert len(summary) == 2 * len(DEVICE_CLASSES) + 2
-    copied = pickle.loads(pickle.dumps(summary))
-    assert type(copied) is dict and copied == dict(summary)
+    assert type(summary) is dict and all(type(v) is float for v in summary.values())  # no arrays kept in infos

@@ -42,6 +42,7 @@ if ray.__version__ != TESTED_RAY_VERSION:
                       f"or train with agent.home_batch=false (the plain per-agent path)")
 
 REWARD_KEY = "reward_per_home"
+MAX_SQUASHED_MEAN = 5.0  # tanh(5) = 0.99991: every action stays reachable
 WEIGHT_KEY = "reward_weight"  # optional per-home scale of the learning signal (see VppHomeBatchEnv)
 
 
@@ -103,11 +104,18 @@ class SharedHomeModule(TorchRLModule, ValueFunctionAPI):
     def deterministic_action(self, obs: torch.Tensor) -> torch.Tensor:
         """The action a deployed policy takes on rows (..., F): the distribution's mean mapped into [-1, 1]
         (tanh for the squashed Gaussian, a clip for the plain one)."""
-        mean = self.pi(obs)
+        mean = self._mean(obs)
         return torch.tanh(mean) if self.squashed else torch.clamp(mean, -1.0, 1.0)
 
-    def _dist_inputs(self, obs: torch.Tensor) -> torch.Tensor:
+    def _mean(self, obs: torch.Tensor) -> torch.Tensor:
+        """The Gaussian's mean; squashed: bounded to +-MAX_SQUASHED_MEAN, so that samples stay where float32
+        tanh/atanh invert each other (past |x| ~ 7 an action stored as exactly +-1 maps back to another x,
+        and the log-density's gradient for saturated actions would point the wrong way)."""
         mean = self.pi(obs)
+        return MAX_SQUASHED_MEAN * torch.tanh(mean / MAX_SQUASHED_MEAN) if self.squashed else mean
+
+    def _dist_inputs(self, obs: torch.Tensor) -> torch.Tensor:
+        mean = self._mean(obs)
         return torch.cat([mean, self.log_std.expand_as(mean)], dim=-1)
 
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -132,7 +140,7 @@ def gae_per_home(values: np.ndarray, rewards: np.ndarray, terminateds: np.ndarra
     next_values[:-1] = values[1:]
     delta = rewards + gamma * non_terminal * next_values - values
     advantages = np.empty_like(delta)
-    stops = np.flatnonzero(terminateds | truncateds)  # the recursion restarts after each of these rows
+    stops = np.flatnonzero((np.asarray(terminateds) != 0) | (np.asarray(truncateds) != 0))  # the recursion restarts after each of these rows
     starts = np.concatenate([[0], stops + 1])
     ends = np.concatenate([stops + 1, [delta.shape[0]]])
     decay = gamma * lambda_

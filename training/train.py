@@ -186,7 +186,8 @@ def train(cfg: TrainConfig, probe_env: VppEnv | None = None) -> dict:
     t_start = last_t = time.perf_counter()
     last_it = first_it
     timed = budget.time_budget_s is not None
-    progress = bar(budget.time_budget_s if timed else budget.iterations, "train", unit="s" if timed else "it",
+    progress = bar((budget.time_budget_s if timed else budget.iterations) if trainer.learns else 0, "train",
+                   unit="s" if timed else "it",
                    initial=0 if timed else min(first_it, budget.iterations))
     with logs_above(progress):
         for it in range(first_it + 1, (budget.iterations if trainer.learns else 0) + 1):
