@@ -108,6 +108,22 @@ class TestRuleBased:
             RuleConfig(ev_rule="sometimes")
 
 
+def charge_then_hold(env: VppEnv) -> tuple[list[float], list[float], list[float], tuple]:
+    """Charge in hour 1, hold in hour 2 of ``battery_only_env``: (rewards, bills worked from the metered import and
+    the wear, battery kWh before and after each step, (terminated, truncated, info) of the last step)."""
+    b = env.fleet.battery
+    energy = [float(b.energy_kwh[0])]
+    rewards, bills = [], []
+    for action in (1.0, 0.0):
+        _, reward, terminated, truncated, info = env.step(np.array([action, 0, 0, 0, 0, 0], np.float32))
+        rewards.append(reward)
+        energy.append(float(b.energy_kwh[0]))
+        out = env.fleet.last_outcome
+        bills.append(-float(out.grid[G["price_import"]]) * max(float(out.net_kw[0]), 0.0) * 1.0
+                     - float(out.degradation_cost[0]))
+    return rewards, bills, energy, (terminated, truncated, info)
+
+
 def test_mpc_replans_within_limits_and_stays_at_or_below_the_oracle():
     env = VppEnv(task="price_arbitrage", num_homes=8, seed=2, episode_hours=12.0)
     mpc = Mpc(horizon_h=6.0, replan_every_h=3.0)
@@ -263,15 +279,7 @@ def test_terminal_value_shaping_is_exact_for_the_learners_discount(gamma):
     env.reset(seed=0)
     b = env.fleet.battery
     price, eta = env.terminal_value_settings()[0], float(b.params.discharge_efficiency[0])
-    energy = [float(b.energy_kwh[0])]
-    rewards, bills = [], []
-    for action in (1.0, 0.0):
-        _, reward, terminated, truncated, info = env.step(np.array([action, 0, 0, 0, 0, 0], np.float32))
-        rewards.append(reward)
-        energy.append(float(b.energy_kwh[0]))
-        out = env.fleet.last_outcome
-        bills.append(-float(out.grid[G["price_import"]]) * max(float(out.net_kw[0]), 0.0) * 1.0
-                     - float(out.degradation_cost[0]))
+    rewards, bills, energy, (terminated, truncated, info) = charge_then_hold(env)
     phi = [price * eta * e for e in energy]
     assert energy[1] > energy[0] + 1.0  # it did charge
     assert terminated and not truncated
@@ -291,15 +299,7 @@ def test_highest_price_ahead_potential_credits_storing_when_it_happens(gamma):
     env.reset(seed=0)
     b = env.fleet.battery
     eta = float(b.params.discharge_efficiency[0])
-    energy = [float(b.energy_kwh[0])]
-    rewards, bills = [], []
-    for action in (1.0, 0.0):
-        _, reward, _, _, info = env.step(np.array([action, 0, 0, 0, 0, 0], np.float32))
-        rewards.append(reward)
-        energy.append(float(b.energy_kwh[0]))
-        out = env.fleet.last_outcome
-        bills.append(-float(out.grid[G["price_import"]]) * max(float(out.net_kw[0]), 0.0) * 1.0
-                     - float(out.degradation_cost[0]))
+    rewards, bills, energy, (_, _, info) = charge_then_hold(env)
     assert energy[1] > energy[0] + 1.0
     p = (0.5, 0.5, 0.1)
     for k in range(2):
