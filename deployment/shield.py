@@ -146,6 +146,9 @@ class Shield:
         down = -(fleet.layout.site_export_limit_kw - export_margin_kw) - base  # least (most export)
         safe = self._project_homes(x, lo, hi, up, down)
         limit = self.config.feeder_limit_kw
+        if limit is not None and fleet.clocks > 1:
+            raise ValueError(f"Shield: the feeder limit ({limit} kW) is for one fleet; this fleet simulates "
+                             f"{fleet.clocks} independent fleets (Fleet.clocks)")
         if limit is not None and float(base.sum()) + float(safe.sum()) > limit + TOLERANCE_KW:
             safe = self._project_with_feeder(x, lo, hi, up, down, limit - float(base.sum()))
         moved = np.abs(safe - np.where(nonfinite, 0.0, req))

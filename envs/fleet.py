@@ -9,6 +9,13 @@ Between ``begin_step`` and the action, the fleet holds what a dispatcher believe
 (forecast load, PV, draw and weather; see ``envs.forecast``): observations, rules and MPC read that.
 ``setpoints_from_action`` (or ``apply``) reveals the truth: the action is executed relative to each
 device's own control under the true conditions, and the shield and the physics run on them.
+
+Clocks: a fleet of ``clocks`` = K > 1 is K independent fleets of N / K homes each (contiguous blocks of homes)
+simulated in one vectorized pass, each with its own clock (start time) and data offsets, all stepping together.
+Small fleets then pay the numpy overhead of a step once, not once per fleet. Everything that depends on the
+time gains a leading clock axis: ``start_s`` and ``seconds`` (K,), ``grid`` (K, G), ``grid_at_steps`` (..., K, G),
+``price_outlook`` (..., K); with one clock they keep their scalar / (G,) shapes. ``per_home`` expands a per-clock
+value to the homes and ``clock_sums`` reduces per-home values per clock.
 """
 
 from __future__ import annotations
@@ -60,19 +67,26 @@ class StepOutcome:
     degradation_cost: np.ndarray  # $ battery wear this step
     pv_curtailed_kwh: np.ndarray
     ev_required_kwh_departed: float  # energy asked for by sessions that ended this step
-    grid: np.ndarray  # grid signals (see GRID_CHANNELS) during the step
-    seconds: int  # seconds since the profiles' row 0 at the start of the step
+    grid: np.ndarray  # grid signals (see GRID_CHANNELS) during the step; (K, G) with K clocks
+    seconds: int | np.ndarray  # seconds since the profiles' row 0 at the start of the step; (K,) with K clocks
 
 
 class Fleet:
     """N homes sharing K profiles; see the module docstring for the step protocol."""
 
-    def __init__(self, profiles: Profiles, layout: FleetLayout, dt_s: int, forecaster: Forecaster | None = None) -> None:
+    def __init__(self, profiles: Profiles, layout: FleetLayout, dt_s: int, forecaster: Forecaster | None = None,
+                 clocks: int = 1) -> None:
+        """:param clocks: K independent fleets of N / K homes, each with its own clock (see the module docstring)."""
         self.profiles = for_resolution(profiles, dt_s)
         self.layout = layout
         self.dt_s = int(dt_s)
         self.dt_h = dt_s / 3600.0
         self.n = layout.num_homes
+        if not (isinstance(clocks, (int, np.integer)) and 1 <= clocks <= self.n and self.n % clocks == 0):
+            raise ValueError(f"Fleet: clocks must be a whole number in [1, {self.n}] that divides the {self.n} "
+                             f"homes, got {clocks!r}")
+        self.clocks = int(clocks)
+        self.clock_of_home = np.repeat(np.arange(self.clocks), self.n // self.clocks)  # (N,) contiguous blocks
         p = self.profiles
         if layout.profile_index.max(initial=0) >= p.num_profiles:
             raise ValueError(f"layout.profile_index refers to profile {layout.profile_index.max()}, "
@@ -90,10 +104,10 @@ class Fleet:
         self.owned = np.stack([d.owned for d in self.devices])  # (D, N)
         self.default_net_kw = np.zeros(self.n, DTYPE)
         self._range_buffer = np.zeros((3, NUM_DEVICE_CLASSES, self.n), DTYPE)
-        self.start_s = 0
+        self.start_s: int | np.ndarray = 0 if self.clocks == 1 else np.zeros(self.clocks, np.int64)
         self.t = 0
         self.base_load_kw = np.zeros(self.n, DTYPE)
-        self.grid = np.zeros(len(G))
+        self.grid = np.zeros(len(G)) if self.clocks == 1 else np.zeros((self.clocks, len(G)))
         self.net_kw = np.zeros(self.n, DTYPE)
         self.action_stats = ActionStats()
         self._ranges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -113,17 +127,31 @@ class Fleet:
 
     # ----- time -------------------------------------------------------------------------------
     @property
-    def seconds(self) -> int:
-        """Seconds since the profiles' row 0 at the start of the current step."""
+    def seconds(self) -> int | np.ndarray:
+        """Seconds since the profiles' row 0 at the start of the current step ((K,) with K clocks)."""
         return self.start_s + self.t * self.dt_s
 
     @property
-    def row(self) -> int:
+    def row(self) -> int | np.ndarray:
         return (self.seconds // self.profiles.dt_s) % self.profiles.num_rows
 
-    def reset(self, rng: np.random.Generator, start_s: int) -> None:
-        """Randomise device states and put the clock at ``start_s`` seconds into the profiles."""
-        self.start_s = int(start_s)
+    def per_home(self, value):
+        """A per-clock value ((K, ...) with K clocks) for every home ((N, ...)); a scalar with one clock as is."""
+        return value if self.clocks == 1 else np.asarray(value)[self.clock_of_home]
+
+    def clock_sums(self, per_home: np.ndarray):
+        """Sum of a per-home array over each clock's homes, in float64: a float with one clock, else (K,)."""
+        if self.clocks == 1:
+            return float(per_home.sum(dtype=np.float64))
+        return per_home.reshape(self.clocks, -1).sum(axis=1, dtype=np.float64)
+
+    def reset(self, rng: np.random.Generator, start_s: int | np.ndarray) -> None:
+        """Randomise device states and put the clock(s) at ``start_s`` seconds into the profiles (one value per
+        clock, or one for all)."""
+        if self.clocks == 1:
+            self.start_s = int(np.asarray(start_s).reshape(-1)[0]) if np.ndim(start_s) else int(start_s)
+        else:
+            self.start_s = np.broadcast_to(np.asarray(start_s, dtype=np.int64), (self.clocks,)).copy()
         self.t = 0
         for device in self.devices:
             device.reset(rng)
@@ -138,41 +166,46 @@ class Fleet:
         return self.grid_at_steps(np.asarray(step))
 
     def grid_at_steps(self, steps: np.ndarray) -> np.ndarray:
-        """Grid signals (..., G) of an array of episode steps, in one lookup."""
+        """Grid signals (..., G) of an array of episode steps ((..., K, G) with K clocks), in one lookup."""
         p = self.profiles
-        return p.grid[((self.start_s + np.asarray(steps, dtype=np.int64) * self.dt_s) // p.dt_s) % p.num_rows]
+        steps = np.asarray(steps, dtype=np.int64)
+        if self.clocks > 1:
+            steps = steps[..., None]
+        return p.grid[((self.start_s + steps * self.dt_s) // p.dt_s) % p.num_rows]
 
     def exogenous(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(channels (C, N) float32, grid (G,)) that episode step ``step`` reads: a pure function of
         the step (no state changes), shared by the simulator and the planners (oracle, MPC).
-        Per-home scaling is not applied here; see :meth:`scaled_inputs`."""
+        Per-home scaling is not applied here; see :meth:`scaled_inputs`. With K clocks the grid is (K, G)."""
         p = self.profiles
         seconds = self.start_s + step * self.dt_s
-        row = (seconds // p.dt_s) % p.num_rows
+        clock_row = (seconds // p.dt_s) % p.num_rows
+        row = self.per_home(clock_row)
         idx = (self._shift + row) % p.num_rows
         idx *= p.num_profiles
         idx += self._profile
         ch = np.ascontiguousarray(np.take(self._table, idx, axis=0).T)
         # PV follows the (unshifted) weather that drives it: only load-like channels carry the home's shift
         ch[H["pv_kw_per_kwp"]] = self._table[row * p.num_profiles + self._profile, H["pv_kw_per_kwp"]]
-        return ch, p.grid[row]
+        return ch, p.grid[clock_row]
 
     def exogenous_channels(self, step: int, channels: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`exogenous` for a few channels only: ((len(channels), N), grid (G,)), one small gather (the
         forecaster's look back a day, on the hot path)."""
         p = self.profiles
-        row = ((self.start_s + step * self.dt_s) // p.dt_s) % p.num_rows
+        clock_row = ((self.start_s + step * self.dt_s) // p.dt_s) % p.num_rows
+        row = self.per_home(clock_row)
         shifted = ((self._shift + row) % p.num_rows) * p.num_profiles + self._profile
         unshifted = row * p.num_profiles + self._profile
         out = np.empty((len(channels), self.n), self._table.dtype)
         for k, c in enumerate(channels):  # a handful of channels, each one vectorized gather over the fleet
             out[k] = self._table[unshifted if c == H["pv_kw_per_kwp"] else shifted, c]
-        return out, p.grid[row]
+        return out, p.grid[clock_row]
 
     def scaled_inputs(self, step: int) -> dict[str, np.ndarray]:
         """Per-home exogenous inputs of episode step ``step`` in physical units (kW, litres, h)."""
         ch, grid = self.exogenous(step)
-        elapsed_h = ((self.start_s + step * self.dt_s) % self.profiles.dt_s) / 3600.0
+        elapsed_h = self.per_home(((self.start_s + step * self.dt_s) % self.profiles.dt_s) / 3600.0)
         return {
             "base_load_kw": self.layout.load_scale * ch[H["base_load_kw"]],
             "pv_available_kw": self.pv.kwp * ch[H["pv_kw_per_kwp"]],
@@ -190,7 +223,7 @@ class Fleet:
     def price_outlook(self, steps_ahead: np.ndarray) -> np.ndarray:
         """Import prices the dispatcher expects ``steps_ahead`` (>= 0) steps from now: the tariff itself when
         it is published ahead, else the forecaster's method from past prices only (``persistence``: the last
-        completed step's; ``seasonal_naive``: the same time on the latest day already past)."""
+        completed step's; ``seasonal_naive``: the same time on the latest day already past). (..., K) with K clocks."""
         ahead = np.asarray(steps_ahead, dtype=np.int64)
         method = self.forecaster.config.prices
         if method == "published":
@@ -202,18 +235,19 @@ class Fleet:
             steps = self.t + ahead - day * ((ahead + day) // day)
         return self.grid_at_steps(steps)[..., G["price_import"]]
 
-    def mean_price(self) -> float:
+    def mean_price(self) -> float | np.ndarray:
         """The typical import price a dispatcher knows: the published tariff's mean over the data, or the mean
-        of the past week's prices."""
+        of the past week's prices (per clock: (K,) with K clocks)."""
         if self.forecaster.config.prices == "published":
             return float(self.profiles.grid_channel("price_import").mean())
-        return float(self.grid_at_steps(self.t - 1 - np.arange(7 * self.steps_per_day))[:, G["price_import"]].mean())
+        week = self.grid_at_steps(self.t - 1 - np.arange(7 * self.steps_per_day))[..., G["price_import"]]
+        return float(week.mean()) if self.clocks == 1 else week.mean(axis=0)
 
     def simulate_own_control(self, start_s: int, steps: int, rng: np.random.Generator) -> np.ndarray:
         """Metered net load (steps, N) kW of these homes left to their own control for ``steps`` steps from
         ``start_s``: the history a customer baseline is computed from. Runs on a second fleet over the same
-        data and layout; this fleet's state is untouched."""
-        shadow = Fleet(self.profiles, self.layout, self.dt_s, Forecaster(ForecastConfig.perfect()))
+        data and layout (and clocks); this fleet's state is untouched."""
+        shadow = Fleet(self.profiles, self.layout, self.dt_s, Forecaster(ForecastConfig.perfect()), self.clocks)
         shadow.reset(rng, start_s)
         out = np.empty((steps, self.n))
         for k in range(steps):
@@ -231,7 +265,7 @@ class Fleet:
         p = self.profiles
         truth = self.exogenous(self.t)
         ch = truth[0]
-        elapsed_h = (self.seconds % p.dt_s) / 3600.0
+        elapsed_h = self.per_home((self.seconds % p.dt_s) / 3600.0)
         self._ev_unmet, departed = self.ev.update_sessions(
             ch[H["ev_connected"]], ch[H["ev_hours_to_departure"]] - elapsed_h, ch[H["ev_capacity_kwh"]],
             ch[H["ev_arrival_soc"]], ch[H["ev_target_soc"]], episode_start)
@@ -258,8 +292,16 @@ class Fleet:
         self.grid = grid
         self.base_load_kw = self.layout.load_scale * ch[H["base_load_kw"]]
         self.pv.update(ch[H["pv_kw_per_kwp"]])
-        self.thermostat.update(float(grid[G["outdoor_temp_c"]]), float(grid[G["ghi_w_m2"]]))
+        self._update_weather(grid)
         self.water_heater.update(self._draw_scale * ch[H["dhw_draw_l"]])
+
+    def _update_weather(self, grid: np.ndarray) -> None:
+        """The thermostats' weather: one outdoor temperature and irradiance for all (one clock) or per home."""
+        if self.clocks == 1:
+            self.thermostat.update(float(grid[G["outdoor_temp_c"]]), float(grid[G["ghi_w_m2"]]))
+        else:
+            weather = grid[:, [G["outdoor_temp_c"], G["ghi_w_m2"]]][self.clock_of_home]
+            self.thermostat.update(weather[:, 0], weather[:, 1])
 
     def reveal(self) -> None:
         """Replace this step's believed inputs by the true ones (the physics and the tasks' baselines
@@ -368,8 +410,7 @@ class Fleet:
                 self.thermostat.temp_c = arr
             else:
                 self.water_heater.temp_c = arr
-        g = self.grid
-        self.thermostat.update(float(g[0]), float(g[1]))
+        self._update_weather(self.grid)
         self.water_heater.update(self.water_heater.last_draw_l)
         for dev in self.devices:
             dev.prepare()
@@ -414,8 +455,12 @@ class Fleet:
         self.net_kw = net
         grid, seconds = self.grid, self.seconds
         self.t += 1
-        costs["flex_unserved_kwh"] = (self.flex.settle_window() if self.seconds % 86400 == 0
-                                      else np.zeros(self.n, DTYPE))
+        midnight = self.seconds % 86400 == 0  # each clock's energy-neutral window ends at its own midnight
+        if self.clocks == 1:
+            costs["flex_unserved_kwh"] = self.flex.settle_window() if midnight else np.zeros(self.n, DTYPE)
+        else:
+            costs["flex_unserved_kwh"] = (self.flex.settle_window(midnight[self.clock_of_home]) if midnight.any()
+                                          else np.zeros(self.n, DTYPE))
         outcome = StepOutcome(net, default_net, delivered, costs, degradation, curtailed, self._ev_required_departed,
                               grid, seconds)
         self.last_outcome = outcome  # for recorders and plots (no copy)

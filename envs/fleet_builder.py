@@ -6,6 +6,8 @@ an index into the K shared profiles plus a scale and a time shift, never their o
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +53,25 @@ class FleetLayout:
     @property
     def num_homes(self) -> int:
         return len(self.profile_index)
+
+
+def concat_layouts(layouts: Sequence[FleetLayout]) -> FleetLayout:
+    """One layout holding the homes of ``layouts`` one after another (every per-home array concatenated, optional
+    ones kept only when every layout has them)."""
+
+    def join(parts: list):
+        first = parts[0]
+        if first is None or any(part is None for part in parts):
+            if any(part is not None for part in parts):
+                raise ValueError("concat_layouts: an optional per-home field is set in some layouts only")
+            return None
+        if isinstance(first, np.ndarray):
+            return np.concatenate(parts)
+        if dataclasses.is_dataclass(first):
+            return type(first)(**{f.name: join([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(first)})
+        raise TypeError(f"concat_layouts: cannot join a field of type {type(first).__name__}")
+
+    return join(list(layouts))
 
 
 def design_temperatures_c(profiles: Profiles) -> tuple[float, float]:

@@ -92,5 +92,5 @@ class Forecaster:
             ch[rows] = home
             for name, cols in _GRID:
                 if lag_of.get(getattr(c, name)) == lag:
-                    grid[list(cols)] = source[list(cols)]
+                    grid[..., list(cols)] = source[..., list(cols)]  # (G,), or (K, G) with K clocks
         return ch, grid

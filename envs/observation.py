@@ -92,14 +92,16 @@ class ObservationBuilder:
         return h
 
     def build_globals(self) -> np.ndarray:
+        """(G,) global features of the current step; (K, G) for a fleet with K clocks (one row per clock)."""
         f = self.fleet
         s = f.seconds
         tod = 2 * np.pi * (s % 86400) / 86400.0
         doy = 2 * np.pi * ((self._start_doy + s // 86400) % 365) / 365.0
-        weekend = float(((self._start_weekday + s // 86400) % 7) >= 5)
+        weekend = (((self._start_weekday + s // 86400) % 7) >= 5) * 1.0
         g = f.grid
-        return np.array([
+        homes_per_clock = f.n // f.clocks
+        return np.stack(np.broadcast_arrays(
             np.sin(tod), np.cos(tod), np.sin(doy), np.cos(doy), weekend,
-            g[G["outdoor_temp_c"]] / 40.0, g[G["ghi_w_m2"]] / 1000.0, g[G["price_import"]] / 0.5,
-            g[G["price_export"]] / 0.5, g[G["carbon_kg_per_kwh"]], float(f.net_kw.sum(dtype=np.float64)) / f.n / 5.0,
-        ])
+            g[..., G["outdoor_temp_c"]] / 40.0, g[..., G["ghi_w_m2"]] / 1000.0, g[..., G["price_import"]] / 0.5,
+            g[..., G["price_export"]] / 0.5, g[..., G["carbon_kg_per_kwh"]],
+            f.clock_sums(f.net_kw) / homes_per_clock / 5.0), axis=-1).astype(np.float64)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 from ..data.citylearn import CityLearnDataset, load_citylearn
 from ..data.default_scenario import DEFAULT_CLIMATE, check_climate, default_profiles
 from ..data.profiles import Profiles
 from .fleet import COST_NAMES, Fleet
-from .fleet_builder import build_citylearn_fleet, build_fleet
+from .fleet_builder import build_citylearn_fleet, build_fleet, concat_layouts
 from .fleet_config import FleetConfig
 from .forecast import Forecaster, ForecastConfig
 from .splits import check_split
@@ -142,11 +143,24 @@ def load_profiles(config: ScenarioConfig, profiles: Profiles | None = None):
     return default, build_fleet(config.fleet, default)
 
 
-def build_scenario(config: ScenarioConfig, profiles: Profiles | None = None) -> tuple[Fleet, list[Task]]:
-    """Construct the fleet simulator and the task objects of a scenario (on ``profiles`` if given)."""
+def build_scenario(config: ScenarioConfig, profiles: Profiles | None = None,
+                   fleet_seeds: Sequence[int] | None = None) -> tuple[Fleet, list[Task]]:
+    """Construct the fleet simulator and the task objects of a scenario (on ``profiles`` if given).
+
+    ``fleet_seeds``: simulate one fleet of ``config.fleet`` per seed (each drawn as a single fleet with that seed
+    would be), side by side in one fleet with a clock per fleet (``Fleet.clocks``)."""
     if config.days != "all" and config.fleet.max_day_shift:  # whole-day shifts would read the other split's days
         config = dataclasses.replace(config, fleet=dataclasses.replace(config.fleet, max_day_shift=0))
-    profiles, layout = load_profiles(config, profiles)
-    fleet = Fleet(profiles, layout, config.dt_s, Forecaster(config.forecast))
+    if fleet_seeds is None:
+        profiles, layout = load_profiles(config, profiles)
+        clocks = 1
+    else:
+        if not len(fleet_seeds):
+            raise ValueError("build_scenario: fleet_seeds must name at least one fleet seed")
+        parts = [load_profiles(dataclasses.replace(config, fleet=dataclasses.replace(config.fleet, seed=int(seed))),
+                               profiles) for seed in fleet_seeds]
+        profiles, layout = parts[0][0], concat_layouts([part[1] for part in parts])
+        clocks = len(fleet_seeds)
+    fleet = Fleet(profiles, layout, config.dt_s, Forecaster(config.forecast), clocks)
     tasks = [make_task(name, **(params or {})) for name, params in config.tasks.items()]
     return fleet, tasks

@@ -49,12 +49,13 @@ def stored_energy_kwh(fleet: Fleet, heating: np.ndarray) -> np.ndarray:
     return other + np.where(heating, 1.0, -1.0) * building
 
 
-def terminal_price(fleet: Fleet, steps: int, price_scale: float = 1.0) -> float:
-    """The cheapest import price ($/kWh) over the episode's steps."""
+def terminal_price(fleet: Fleet, steps: int, price_scale: float = 1.0) -> float | np.ndarray:
+    """The cheapest import price ($/kWh) over the episode's steps ((K,) for a fleet with K clocks)."""
     stride = max(1, steps // 2000)
     from ..data.profiles import G
 
-    return price_scale * float(fleet.grid_at_steps(np.arange(0, steps, stride))[:, G["price_import"]].min())
+    cheapest = fleet.grid_at_steps(np.arange(0, steps, stride))[..., G["price_import"]].min(axis=0)
+    return price_scale * float(cheapest) if fleet.clocks == 1 else price_scale * cheapest.astype(np.float64)
 
 
 #: how the learner's shaping values stored energy at each step (``ScenarioConfig.storage_potential``)
@@ -62,7 +63,7 @@ STORAGE_POTENTIALS = ("terminal_price", "highest_price_ahead")
 
 
 def storage_potential_prices(fleet: Fleet, steps: int, price_scale: float, potential: str) -> np.ndarray:
-    """(steps + 1,) $/kWh at which the shaping values the batteries' stored energy before each step and at the end.
+    """(steps + 1,) ((steps + 1, K) with K clocks) $/kWh at which the shaping values the batteries' stored energy before each step and at the end.
 
     ``terminal_price``: the terminal price throughout (the shaping pays exactly the terminal value's accrual).
     ``highest_price_ahead``: before step k, the highest import price of steps k..T-1; at the end, the
@@ -74,11 +75,11 @@ def storage_potential_prices(fleet: Fleet, steps: int, price_scale: float, poten
     after the peak loses value step by step."""
     end = terminal_price(fleet, steps, price_scale)
     if potential == "terminal_price":
-        return np.full(steps + 1, end)
+        return np.broadcast_to(end, (steps + 1,) + np.shape(end)).astype(np.float64)
     if potential != "highest_price_ahead":
         raise ValueError(f"storage_potential must be one of {list(STORAGE_POTENTIALS)}, got {potential!r}")
     from ..data.profiles import G
 
-    prices = price_scale * fleet.grid_at_steps(np.arange(steps))[:, G["price_import"]].astype(np.float64)
-    ahead = np.maximum.accumulate(prices[::-1])[::-1]
-    return np.append(ahead, end)
+    prices = price_scale * fleet.grid_at_steps(np.arange(steps))[..., G["price_import"]].astype(np.float64)
+    ahead = np.maximum.accumulate(prices[::-1], axis=0)[::-1]
+    return np.concatenate([ahead, np.reshape(end, (1,) + np.shape(end))])

@@ -14,6 +14,7 @@ step ``info["kpis"]`` holds the episode KPIs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +30,7 @@ from .kpis import KpiTracker
 from .observation import BASE_GLOBAL_FEATURES, HOME_FEATURES, ObservationBuilder
 from .scenario import ScenarioConfig, build_scenario
 from .splits import start_days
-from .tasks import PriceArbitrage
+from .tasks import TASKS, PriceArbitrage
 from .terminal import battery_stored_kwh, storage_potential_prices, stored_energy_kwh, stored_energy_parts, terminal_price
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -80,10 +81,21 @@ class VppEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, config: ScenarioConfig | None = None, profiles: Profiles | None = None, **kwargs: Any) -> None:
-        """:param profiles: drive the fleet with these profiles instead of the config's data source."""
+    def __init__(self, config: ScenarioConfig | None = None, profiles: Profiles | None = None,
+                 fleet_seeds: Sequence[int] | None = None, **kwargs: Any) -> None:
+        """:param profiles: drive the fleet with these profiles instead of the config's data source.
+        :param fleet_seeds: simulate one fleet of ``config.fleet`` per seed in one pass, each with its own clock
+            (start day and hour; ``Fleet.clocks``). Only the per-home views use it (``VppHomeBatchEnv(fleets=K)``):
+            the centralized observation is for one fleet."""
         self.config = scenario_from_kwargs(config=config, **kwargs)
-        self.fleet, self.tasks = build_scenario(self.config, profiles)
+        self.fleet, self.tasks = build_scenario(self.config, profiles, fleet_seeds)
+        self.clocks = self.fleet.clocks
+        if self.clocks > 1:
+            unsupported = [t.name for t in self.tasks if not t.supports_clocks]
+            if unsupported:
+                raise ValueError(f"several fleets in one pass (fleet_seeds / fleets > 1) support the tasks "
+                                 f"{sorted(name for name, task in TASKS.items() if task.supports_clocks)}; "
+                                 f"this scenario has {unsupported}: use one fleet (fleets=1)")
         self.n = self.fleet.n
         self.episode_steps = self.config.episode_steps
         self._obs = ObservationBuilder(self.fleet)
@@ -94,7 +106,7 @@ class VppEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.n * NUM_DEVICE_CLASSES,), np.float32)
         self.device_classes = DEVICE_CLASSES
         self._weights = [float(getattr(self.config.cost_weights, k)) for k in COST_NAMES]
-        self._kpi = KpiTracker(self.fleet.dt_h)
+        self._kpi = KpiTracker(self.fleet.dt_h, self.clocks)
         self._steps = 0
         profiles = self.fleet.profiles
         self._data_s = profiles.num_rows * profiles.dt_s
@@ -160,36 +172,68 @@ class VppEnv(gym.Env):
 
     # ----- Gymnasium API ----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        info = self.reset_fleet(seed=seed)
+        """``options``: see :meth:`reset_fleet`."""
+        info = self.reset_fleet(seed=seed, options=options)
         return self._observe(), info
 
-    def reset_fleet(self, *, seed: int | None = None) -> dict:
-        """Reset without building the centralized observation (for the per-agent views)."""
+    def reset_fleet(self, *, seed: int | None = None, options: dict | None = None) -> dict:
+        """Reset without building the centralized observation (for the per-agent views).
+
+        ``options`` (both optional): ``start_seconds``, the episode's start in seconds from the data's first row
+        (one value, or one per fleet), instead of a random day (and hour) of the split; ``device_states``, the
+        device states to start from (as ``Fleet.set_device_states`` takes them) instead of random ones: to replay
+        an episode, or to start from a real fleet's telemetry."""
         super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"start_seconds", "device_states"}
+        if unknown:
+            raise ValueError(f"reset options: unknown key(s) {sorted(unknown)}; allowed: start_seconds, device_states")
         rng = self.np_random
         cfg = self.config
-        day = cfg.start_day if cfg.start_day is not None else int(self.start_days[
-            rng.integers(0, len(self.start_days))])
-        hour = 0
-        if cfg.start_day is None and cfg.episode_hours < 24:  # a random hour too, never past the data's end
-            hours_left = (self._data_s - self._episode_s - self._after_s - day * 86400) // 3600
-            if cfg.days != "all":  # nor into a day of the other split
-                hours_left = min(hours_left, int((86400 - self._episode_s) // 3600))
-            hour = int(rng.integers(0, min(24, hours_left + 1)))
-        self.fleet.reset(rng, day * 86400 + hour * 3600)
+        if "start_seconds" in options:
+            start_s = self._checked_start_seconds(options["start_seconds"])
+        else:
+            size = None if self.clocks == 1 else self.clocks  # a start day and hour per clock
+            day = cfg.start_day if cfg.start_day is not None else self.start_days[
+                rng.integers(0, len(self.start_days), size=size)].astype(np.int64)
+            hour = 0
+            if cfg.start_day is None and cfg.episode_hours < 24:  # a random hour too, never past the data's end
+                hours_left = (self._data_s - self._episode_s - self._after_s - day * 86400) // 3600
+                if cfg.days != "all":  # nor into a day of the other split
+                    hours_left = np.minimum(hours_left, int((86400 - self._episode_s) // 3600))
+                hour = rng.integers(0, np.minimum(24, hours_left + 1), size=size)
+            start_s = day * 86400 + hour * 3600
+        self.fleet.reset(rng, start_s)
+        if "device_states" in options:
+            self.fleet.set_device_states(options["device_states"])
         for task in self.tasks:
             task.reset(self.fleet, self.episode_steps, rng)
         self._kpi.reset()
         self._steps = 0
         pa = next((t for t in self.tasks if isinstance(t, PriceArbitrage)), None)
         self._terminal_price = terminal_price(self.fleet, self.episode_steps, pa.price_scale) if pa else 0.0
+        self._terminal_price_home = self.fleet.per_home(self._terminal_price)
         self._stored0 = stored_energy_kwh(self.fleet, self.fleet.thermostat.heating) if pa else None
         self._stored_prev = stored_energy_parts(self.fleet) if pa else None
         self._potential_price = storage_potential_prices(self.fleet, self.episode_steps, pa.price_scale,
                                                          self.config.storage_potential) if pa else None
+        if pa and self.clocks > 1:  # (steps + 1, N): each home's prices from its clock
+            self._potential_price = self._potential_price[:, self.fleet.clock_of_home]
         self._battery_prev = battery_stored_kwh(self.fleet) if pa else None
         self._terminal_value = 0.0
         return {"start_seconds": self.fleet.start_s}
+
+    def _checked_start_seconds(self, value: Any) -> int | np.ndarray:
+        """``reset(options={"start_seconds": ...})`` checked: whole seconds (one, or one per fleet) at which an
+        episode fits in the data for every home's time shift."""
+        arr = np.asarray(value)
+        lo, hi = self.first_start_day * 86400, self._data_s - self._episode_s - self._after_s
+        if (arr.dtype.kind not in "iu" or arr.shape not in ((), (self.clocks,))
+                or arr.size and not (lo <= arr.min() and arr.max() <= hi)):
+            raise ValueError(f"reset options: start_seconds must be whole seconds in [{lo}, {hi}] (an episode of "
+                             f"{self.config.episode_hours:g} h inside the data), one value or one per fleet "
+                             f"({self.clocks}), got {value!r}")
+        return int(arr) if arr.ndim == 0 else arr.astype(np.int64)
 
     def step(self, action: np.ndarray):
         return self.step_setpoints(self.fleet.setpoints_from_action(action))
@@ -271,13 +315,13 @@ class VppEnv(gym.Env):
             other, building = stored_energy_parts(self.fleet)
             sign = np.where(heating, 1.0, -1.0)
             prev_other, prev_building = self._stored_prev
-            price = self._terminal_price
+            price = self._terminal_price_home
             gain = price * ((other - prev_other) + sign * (building - prev_building))
             g = self.config.shaping_gamma
             shaped = gain if g == 1.0 else price * ((g * other - prev_other) + sign * (g * building - prev_building))
             last = len(self._potential_price) - 1  # stepped past the horizon: the terminal price from there on
             p0, p1 = self._potential_price[min(self._steps - 1, last)], self._potential_price[min(self._steps, last)]
-            if not p0 == p1 == price:  # the battery's energy valued at another potential price (envs.terminal)
+            if not np.all((p0 == price) & (p1 == price)):  # the battery's energy valued at another potential price
                 battery = battery_stored_kwh(self.fleet)
                 shaped = shaped + (g * (p1 - price) * battery - (p0 - price) * self._battery_prev)
                 self._battery_prev = battery
@@ -310,6 +354,9 @@ class VppEnv(gym.Env):
         return reward, info
 
     def _observe(self) -> np.ndarray:
+        if self.clocks > 1:
+            raise TypeError(f"{type(self).__name__} with {self.clocks} fleets (fleet_seeds) has no centralized "
+                            "observation: observe per home (VppHomeBatchEnv(fleets=K), agent_observations())")
         obs = np.empty(self.observation_space.shape, dtype=np.float32)  # fresh: callers may keep it
         n_home = self.n * len(HOME_FEATURES)
         self._obs.build_home(self.fleet.default_net_kw, out=obs[:n_home].reshape(self.n, len(HOME_FEATURES)))
@@ -343,18 +390,19 @@ class VppEnv(gym.Env):
         return self._obs.build_home(self.fleet.default_net_kw)
 
     def global_observation(self) -> np.ndarray:
-        """(G,) global features: time, weather, prices, aggregate load and every task's signals."""
+        """(G,) global features: time, weather, prices, aggregate load and every task's signals ((K, G): one row
+        per fleet, with several fleets)."""
         parts = [self._obs.build_globals()] + [t.observation(self.fleet) for t in self.tasks]
-        return np.concatenate(parts).astype(np.float32)
+        return np.concatenate(parts, axis=-1).astype(np.float32)
 
     def agent_observations(self) -> np.ndarray:
         """(N, F + G) float32: row i is what home i sees (its features, then the global ones);
         a fresh array each call, so rows handed out as views stay valid."""
         home = self.home_observation()
         glob = self.global_observation()
-        out = np.empty((self.n, home.shape[1] + glob.size), dtype=np.float32)
+        out = np.empty((self.n, home.shape[1] + glob.shape[-1]), dtype=np.float32)
         out[:, : home.shape[1]] = home
-        out[:, home.shape[1]:] = glob
+        out[:, home.shape[1]:] = self.fleet.per_home(glob)
         return out
 
     def terminal_value_settings(self) -> tuple[float, np.ndarray] | None:
@@ -365,12 +413,14 @@ class VppEnv(gym.Env):
         return self._terminal_price, self._stored0
 
     def kpis(self) -> dict[str, float]:
-        """KPIs of the episode so far (fleet totals; tasks' KPIs included)."""
-        out = self._kpi.kpis()
-        out["terminal_value"] = self._terminal_value
-        out["nonfinite_actions"] = float(self.fleet.action_stats.nonfinite)  # NaN/inf entries, acted on as 0
-        out["clipped_actions"] = float(self.fleet.action_stats.clipped)  # entries outside [-1, 1]
-        out["energy_cost_adjusted"] = out["energy_cost"] - self._terminal_value
+        """KPIs of the episode so far (fleet totals, the mean over the fleets with several; tasks' KPIs
+        included)."""
+        out = self._kpi.kpis()  # with several fleets: the mean over them, like every total below
+        k = self.clocks
+        out["terminal_value"] = self._terminal_value / k
+        out["nonfinite_actions"] = float(self.fleet.action_stats.nonfinite) / k  # NaN/inf entries, acted on as 0
+        out["clipped_actions"] = float(self.fleet.action_stats.clipped) / k  # entries outside [-1, 1]
+        out["energy_cost_adjusted"] = out["energy_cost"] - out["terminal_value"]
         for task in self.tasks:
             out.update(task.kpis())
         return out

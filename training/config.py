@@ -10,6 +10,7 @@ from ..agents.rule_based import RuleConfig
 from ..deployment.wrappers import MAX_PENALTY_PER_KWH
 from ..envs.fleet_config import FleetConfig
 from ..envs.programs import task_params_under
+from ..envs.tasks import TASKS
 from ..envs.tasks.base import check_ranges
 from ..envs.terminal import STORAGE_POTENTIALS
 from ..envs.vpp_env import scenario_from_kwargs
@@ -20,6 +21,7 @@ CHECKPOINT_MARKERS = {"rllib_ppo": "rllib_checkpoint.json", "sb3_ppo": "model.zi
 YARDSTICKS = ("rule_based", "oracle", "mpc")  # nothing to train: ``vpprl-train agent=oracle`` only evaluates
 AGENTS = LEARNERS + YARDSTICKS
 ACTION_DISTRIBUTIONS = ("gaussian", "squashed_gaussian")
+FLEETS_IN_ONE_PASS = ("auto", "on", "off")
 
 
 @dataclass
@@ -37,6 +39,11 @@ class AgentConfig:
     :param initial_log_std: RLlib home-batch module: the Gaussian's starting log-std (exploration).
     :param num_envs_per_env_runner: RLlib home-batch: fleets stepped side by side per env runner (more
         home rows per forward pass for a small fleet).
+    :param fleets_in_one_pass: RLlib home-batch: simulate an env runner's fleets in one vectorized env, each
+        with its own clock and homes (``VppHomeBatchEnv(fleets=K)``: a small fleet's step is mostly fixed numpy
+        overhead, paid once instead of once per fleet), instead of as separate envs. The same learning problem
+        either way (tests/test_fleets_in_one_pass.py). "auto": when the task supports it (price arbitrage)
+        and the shield has no feeder limit; "on": required (start-up error otherwise); "off": separate envs.
     :param resample_fleet: RLlib home-batch: a fresh fleet of the same configuration every episode.
     :param action_distribution: RLlib home-batch: "gaussian" (a diagonal Gaussian whose samples the env clips
         to [-1, 1]) or "squashed_gaussian" (tanh-squashed into [-1, 1]: no mass piled on the bounds, and the
@@ -64,6 +71,7 @@ class AgentConfig:
     home_batch: bool = True
     initial_log_std: float = -0.5
     num_envs_per_env_runner: int = 16
+    fleets_in_one_pass: str = "auto"
     resample_fleet: bool = True
     action_distribution: str = "gaussian"
     storage_potential: str = "highest_price_ahead"
@@ -86,6 +94,9 @@ class AgentConfig:
         if self.action_distribution not in ACTION_DISTRIBUTIONS:
             raise ValueError(f"AgentConfig.action_distribution must be one of {list(ACTION_DISTRIBUTIONS)}, "
                              f"got {self.action_distribution!r}")
+        if self.fleets_in_one_pass not in FLEETS_IN_ONE_PASS:
+            raise ValueError(f"AgentConfig.fleets_in_one_pass must be one of {list(FLEETS_IN_ONE_PASS)}, "
+                             f"got {self.fleets_in_one_pass!r}")
         if self.storage_potential not in STORAGE_POTENTIALS:
             raise ValueError(f"AgentConfig.storage_potential must be one of {list(STORAGE_POTENTIALS)}, "
                              f"got {self.storage_potential!r}")
@@ -197,8 +208,29 @@ class TrainConfig:
         if self.days not in ("train", "all"):
             raise ValueError(f"days must be 'train' (training never sees a held-out day) or 'all', got {self.days!r}")
         scenario_from_kwargs(**self.env_kwargs())  # dt_s, episode_hours, task names (no data loaded yet)
+        if self.agent.fleets_in_one_pass == "on" and self.one_pass_obstacle():
+            raise ValueError(f"agent.fleets_in_one_pass=on: {self.one_pass_obstacle()}; set it to auto or off")
         if self.resume_from is not None:
             check_checkpoint("resume_from", self.resume_from, self.agent.name)
+
+    def one_pass_obstacle(self) -> str | None:
+        """Why the training fleets cannot be simulated in one pass (``agent.fleets_in_one_pass``), or None."""
+        tasks = task_dict(self.task, {})
+        unsupported = [name for name in tasks if not TASKS[name].supports_clocks]
+        if unsupported:
+            return f"the task(s) {unsupported} need one fleet per env (supported: " \
+                   f"{sorted(n for n, t in TASKS.items() if t.supports_clocks)})"
+        if self.shield.enabled and self.shield.feeder_limit_kw is not None:
+            return "the shield's feeder limit couples one fleet's homes"
+        return None
+
+    @property
+    def fleets_per_env(self) -> int:
+        """RLlib home-batch: fleets each training env simulates in one pass (1: one fleet per env)."""
+        a = self.agent
+        if not a.home_batch or a.fleets_in_one_pass == "off" or self.one_pass_obstacle():
+            return 1
+        return a.num_envs_per_env_runner
 
     @property
     def eval_days(self) -> str:

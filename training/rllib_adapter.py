@@ -55,7 +55,8 @@ def build_algorithm(cfg: TrainConfig, shield: Any = None):
     torch.manual_seed(cfg.seed)
     a = cfg.agent
     env_config = env_config_for(cfg, shield)
-    n = cfg.fleet.num_homes
+    fleets = cfg.fleets_per_env
+    n = cfg.fleet.num_homes * fleets  # homes per env step
     config = (PPOConfig().env_runners(num_env_runners=a.num_env_runners).debugging(seed=cfg.seed)
               .learners(num_gpus_per_learner=a.num_gpus_per_learner))
     common = {"num_epochs": a.num_epochs, "lr": a.lr, "gamma": a.gamma, "lambda_": a.gae_lambda,
@@ -68,8 +69,10 @@ def build_algorithm(cfg: TrainConfig, shield: Any = None):
         from .rllib_home_batch import HomeBatchPPOLearner, SharedHomeModule
 
         fleet_steps = max(1, a.train_batch_size // n)  # RLlib counts fleet steps; the learner, home-steps
-        config = (config.environment(VppHomeBatchEnv, env_config={**env_config, "resample_fleet": a.resample_fleet})
-                  .env_runners(num_envs_per_env_runner=a.num_envs_per_env_runner)
+        # the env runner's fleets as one env simulating them in one pass, or as separate envs
+        config = (config.environment(VppHomeBatchEnv, env_config={**env_config, "resample_fleet": a.resample_fleet,
+                                                                  "fleets": fleets})
+                  .env_runners(num_envs_per_env_runner=a.num_envs_per_env_runner // fleets)
                   .rl_module(rl_module_spec=RLModuleSpec(module_class=SharedHomeModule, model_config={
                       "hidden": list(a.hidden), "activation": "tanh", "initial_log_std": a.initial_log_std,
                       "action_distribution": a.action_distribution}))
@@ -108,7 +111,7 @@ def train_iteration(algo, cfg: TrainConfig) -> dict[str, float]:
     """One PPO iteration; ``home_steps`` counts every home's step (the unit of the throughput target)."""
     result = algo.train()
     runners = result.get("env_runners", {})
-    n = cfg.fleet.num_homes
+    n = cfg.fleet.num_homes * cfg.fleets_per_env  # homes per env step
     fleet_steps = float(runners.get("num_env_steps_sampled_lifetime", 0.0) or 0.0)
     metrics = {"episode_return": float(runners.get("episode_return_mean", np.nan)), "home_steps": fleet_steps * n}
     if not cfg.agent.home_batch:  # RLlib sums the per-agent rewards: report the fleet mean like the env does
@@ -126,7 +129,7 @@ def progress(algo, cfg: TrainConfig) -> tuple[int, float]:
     from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
     fleet_steps = algo.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0.0)
-    return int(algo.iteration), float(fleet_steps or 0.0) * cfg.fleet.num_homes
+    return int(algo.iteration), float(fleet_steps or 0.0) * cfg.fleet.num_homes * cfg.fleets_per_env
 
 
 def save(algo, path: Path) -> Path:

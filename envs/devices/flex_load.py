@@ -60,8 +60,13 @@ class FlexLoad(Device):
         self.backlog_kwh += (self.baseline_kw - p_kw) * self.dt_h
         return p_kw
 
-    def settle_window(self) -> np.ndarray:
-        """End an energy-neutral window: return unserved kWh and reset the backlog."""
-        unserved = np.maximum(self.backlog_kwh, 0.0)
-        self.backlog_kwh[:] = 0.0
+    def settle_window(self, homes: np.ndarray | None = None) -> np.ndarray:
+        """End an energy-neutral window (for every site, or the ``homes`` (N,) bool whose midnight it is):
+        return unserved kWh and reset the backlog."""
+        if homes is None:
+            unserved = np.maximum(self.backlog_kwh, 0.0)
+            self.backlog_kwh[:] = 0.0
+            return unserved
+        unserved = np.where(homes, np.maximum(self.backlog_kwh, 0.0), 0.0).astype(self.backlog_kwh.dtype)
+        self.backlog_kwh[homes] = 0.0
         return unserved

@@ -19,14 +19,14 @@ import numpy as np
 from .base import ThermalDevice
 
 
-def cop_heating(t_out_c: float) -> float:
+def cop_heating(t_out_c: float | np.ndarray) -> float | np.ndarray:
     """Air-source heat pump heating COP: 3.0 at 7 degC, 0.06 lower per K colder, bounded to [1.5, 5]."""
-    return min(max(3.0 + 0.06 * (t_out_c - 7.0), 1.5), 5.0)
+    return np.clip(3.0 + 0.06 * (np.asarray(t_out_c, dtype=np.float64) - 7.0), 1.5, 5.0)[()]
 
 
-def cop_cooling(t_out_c: float) -> float:
+def cop_cooling(t_out_c: float | np.ndarray) -> float | np.ndarray:
     """Cooling COP (EER in kW/kW): 4.0 at 27 degC, 0.08 lower per K hotter, bounded to [2, 6]."""
-    return min(max(4.0 - 0.08 * (t_out_c - 27.0), 2.0), 6.0)
+    return np.clip(4.0 - 0.08 * (np.asarray(t_out_c, dtype=np.float64) - 27.0), 2.0, 6.0)[()]
 
 
 @dataclass
@@ -69,16 +69,18 @@ class Thermostat(ThermalDevice):
         p = self.params
         self.temp_c = rng.uniform(p.comfort_low_c, p.comfort_high_c).astype(p.comfort_low_c.dtype)
 
-    def update(self, outdoor_c: float, ghi_w_m2: float) -> None:
-        """Compute this step's free-running temperature, mode and power-to-temperature gain."""
+    def update(self, outdoor_c: float | np.ndarray, ghi_w_m2: float | np.ndarray) -> None:
+        """Compute this step's free-running temperature, mode and power-to-temperature gain. The weather is one
+        value for every home or one per home (fleets with several clocks); the COPs are computed in float64."""
+        dtype = self.decay.dtype.type
+        cop_h, cop_c = cop_heating(outdoor_c), cop_cooling(outdoor_c)
+        outdoor_c, ghi_w_m2 = np.asarray(outdoor_c, dtype)[()], np.asarray(ghi_w_m2, dtype)[()]
         gain_kw = self.params.internal_gain_kw + self._aperture_kw_per_w_m2 * ghi_w_m2
         free = self.decay * self.temp_c
         free += self._gain_per_kw_thermal * gain_kw
         free += self._one_minus_decay * outdoor_c
         self.free_temp_c = free
         self.heating = outdoor_c < self.params.balance_temp_c
-        cop_h, cop_c = cop_heating(outdoor_c), cop_cooling(outdoor_c)
-        dtype = self.decay.dtype.type
         signed_cop = self.heating * dtype(cop_h + cop_c)  # cop_h when heating, -cop_c when cooling
         signed_cop -= dtype(cop_c)
         self.gain_c_per_kw = self._gain_per_kw_thermal * signed_cop

@@ -34,6 +34,9 @@ class Task(ABC):
 
     name: str = "task"
     obs_names: tuple[str, ...] = ()
+    #: works on a fleet with several clocks (``Fleet.clocks`` > 1): per-clock observations (K, obs) and
+    #: per-home rewards from each home's own clock, fleet-level terms per clock
+    supports_clocks: bool = False
 
     def reset(self, fleet: Fleet, episode_steps: int, rng: np.random.Generator) -> None:
         """Prepare the episode (schedules, signals); called after the fleet was reset."""

@@ -16,6 +16,7 @@ class PriceArbitrage(Task):
     """
 
     name = "price_arbitrage"
+    supports_clocks = True
     obs_names = ("price_next_import", "price_mean_day", "price_max_next_12h", "price_min_next_12h",
                  "hours_to_max_price_next_12h/12")
 
@@ -32,15 +33,20 @@ class PriceArbitrage(Task):
         # forecast from past prices (Fleet.price_outlook)
         hour = max(1, round(3600 / fleet.dt_s))
         window = max(1, round(12 * 3600 / fleet.dt_s))
-        outlook = fleet.price_outlook(np.arange(max(window, hour + 1))) * self.price_scale
-        to_max_h = float(np.argmax(outlook[:window])) * fleet.dt_h
-        return np.array([outlook[hour], self._mean_price, outlook[:window].max(), outlook[:window].min(),
-                         to_max_h / 12.0])
+        outlook = fleet.price_outlook(np.arange(max(window, hour + 1))) * self.price_scale  # (steps,) or (steps, K)
+        ahead = outlook[:window]
+        to_max_h = np.argmax(ahead, axis=0) * fleet.dt_h
+        return np.stack(np.broadcast_arrays(outlook[hour], self._mean_price, ahead.max(axis=0), ahead.min(axis=0),
+                                            to_max_h / 12.0), axis=-1).astype(np.float64)
 
     def reward(self, fleet: Fleet, outcome: StepOutcome) -> np.ndarray:
         self.t += 1
         g = outcome.grid
         net = outcome.net_kw
-        buy = float(g[G["price_import"]]) * self.price_scale * fleet.dt_h
-        sell = float(g[G["price_export"]]) * self.price_scale * fleet.dt_h
+        if fleet.clocks == 1:
+            buy = float(g[G["price_import"]]) * self.price_scale * fleet.dt_h
+            sell = float(g[G["price_export"]]) * self.price_scale * fleet.dt_h
+        else:  # per home, from its clock's prices (in the homes' dtype, as a Python scalar is taken above)
+            buy = fleet.per_home((g[:, G["price_import"]] * self.price_scale * fleet.dt_h).astype(net.dtype))
+            sell = fleet.per_home((g[:, G["price_export"]] * self.price_scale * fleet.dt_h).astype(net.dtype))
         return np.minimum(net, 0.0) * -sell - np.maximum(net, 0.0) * buy
