@@ -1,5 +1,9 @@
 """Environment throughput and memory: home-steps/s and peak memory at 100 .. 100,000 homes.
 
+Also the training set-up of small fleets (``--small-fleets``, default 16 fleets of 20 homes, price arbitrage,
+shield on, ``VppHomeBatchEnv``): the fleets stepped as separate envs (what RLlib's vector env does) against the
+same fleets simulated in one pass (``fleets=16``: each its own clock and homes).
+
 Every device class is owned by every home and all costs/KPIs are on. Each fleet size runs in a
 fresh subprocess so peak memory (ru_maxrss) is per size. CityLearn runs on vpprl's bundled CityLearn 2022
 dataset (decompressed to a temporary folder, since CityLearn reads plain CSVs) in the same run when an interpreter with ``citylearn`` is given (CityLearn 3.0.2 pins
@@ -50,6 +54,34 @@ def _measure_vpprl(num_homes: int, seconds: float) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def _measure_small_fleets(homes: int, fleets: int, one_pass: bool, seconds: float) -> dict:
+    import numpy as np
+    from vpprl.deployment import Shield
+    from vpprl.envs import VppHomeBatchEnv
+
+    kwargs = {"task": "price_arbitrage", "num_homes": homes, "shield": Shield(), "resample_fleet": True}
+    envs = [VppHomeBatchEnv(**kwargs, fleets=fleets)] if one_pass else [VppHomeBatchEnv(**kwargs) for _ in range(fleets)]
+    for k, env in enumerate(envs):
+        env.reset(seed=k)
+    rng = np.random.default_rng(0)
+    actions = [[rng.uniform(-1, 1, env.action_space.shape).astype(np.float32) for env in envs] for _ in range(4)]
+    steps = 0
+    t0 = time.perf_counter()
+    while True:
+        for env, action in zip(envs, actions[steps % 4]):
+            *_, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:  # a fresh fleet per episode, as in training (resample_fleet)
+                env.reset()
+        steps += 1
+        el = time.perf_counter() - t0
+        if el > seconds and steps >= 20:
+            break
+    name = f"VppHomeBatchEnv {fleets}x{homes} " + ("one pass" if one_pass else "separate")
+    return {"env": name, "homes": homes * fleets, "steps": steps, "seconds": el,
+            "home_steps_per_s": homes * fleets * steps / el, "step_ms": 1000 * el / steps, "build_s": 0.0,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def _measure_citylearn(seconds: float, data: Path) -> dict:
     from citylearn.citylearn import CityLearnEnv
 
@@ -83,8 +115,13 @@ def _measure_citylearn(seconds: float, data: Path) -> dict:
 
 
 def _child(args: argparse.Namespace) -> None:
-    result = _measure_citylearn(args.seconds, Path(args.data)) if args.child == "citylearn" else \
-        _measure_vpprl(int(args.child), args.seconds)
+    if args.child == "citylearn":
+        result = _measure_citylearn(args.seconds, Path(args.data))
+    elif args.child.startswith("small:"):  # small:<homes>:<fleets>:<one_pass|separate>
+        _, homes, fleets, how = args.child.split(":")
+        result = _measure_small_fleets(int(homes), int(fleets), how == "one_pass", args.seconds)
+    else:
+        result = _measure_vpprl(int(args.child), args.seconds)
     print("RESULT " + json.dumps(result))
 
 
@@ -103,6 +140,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000, 100000])
     ap.add_argument("--seconds", type=float, default=5.0, help="measuring time per size")
+    ap.add_argument("--small-fleets", type=int, nargs=2, default=[20, 16], metavar=("HOMES", "FLEETS"),
+                    help="the training set-up compared as separate envs and in one pass (0 0: skip)")
     ap.add_argument("--out", default=str(RESULTS_DIR / "env_throughput.json"))
     ap.add_argument("--citylearn-python", default=None,
                     help="a Python interpreter with citylearn installed (default: this one, if it has citylearn)")
@@ -116,6 +155,9 @@ def main() -> None:
 
     rows = [r for n in bar(None, "fleet sizes", unit="size", iterable=args.sizes)
             if (r := _run_child(str(n), args.seconds))]
+    homes, fleets = args.small_fleets
+    if homes and fleets:
+        rows += [r for how in ("separate", "one_pass") if (r := _run_child(f"small:{homes}:{fleets}:{how}", args.seconds))]
     city_python = args.citylearn_python
     if city_python is None:
         try:

@@ -11,8 +11,8 @@ from vpprl.envs import VppEnv, VppHomeBatchEnv
 from vpprl.envs.fleet import NUM_DEVICE_CLASSES
 
 HOMES, FLEETS = 5, 3
-SCENARIO = {"task": "price_arbitrage", "num_homes": HOMES, "seed": 3, "episode_hours": 6.0,
-            "storage_potential": "highest_price_ahead"}
+SCENARIO = {"task": {"price_arbitrage": {}, "peak_shaving": {"limit_kw_per_home": 1.5}}, "num_homes": HOMES,
+            "seed": 3, "episode_hours": 6.0, "storage_potential": "highest_price_ahead"}
 
 
 def _block(k: int) -> slice:
@@ -62,6 +62,7 @@ def test_fleets_in_one_pass_step_exactly_like_separate_fleets():
     for name, value in info["kpis"].items():  # the mean over the fleets
         assert value == pytest.approx(np.mean([k[name] for k in kpis]), rel=1e-9, abs=1e-12), name
     assert np.std([k["energy_cost"] for k in kpis]) > 0.01 * abs(info["kpis"]["energy_cost"])  # fleets differ
+    assert sum(k["feeder_overshoot_kwh"] > 0 for k in kpis) >= 2  # each feeder's limit was binding
 
 
 def test_flexible_loads_settle_at_each_fleets_own_midnight():
@@ -100,8 +101,8 @@ def test_resampled_fleets_in_one_pass_are_fresh_per_episode_and_replay_from_the_
 
 
 def test_what_fleets_in_one_pass_do_not_support_is_refused_at_start_up():
-    with pytest.raises(ValueError, match=r"support the tasks \['price_arbitrage'\].*\['peak_shaving'\]"):
-        VppHomeBatchEnv(task="peak_shaving", num_homes=2, fleets=2)
+    with pytest.raises(ValueError, match=r"support the tasks \['peak_shaving', 'price_arbitrage'\].*\['demand_response'\]"):
+        VppHomeBatchEnv(task="demand_response", num_homes=2, fleets=2)
     with pytest.raises(ValueError, match="feeder limit"):
         VppHomeBatchEnv(task="price_arbitrage", num_homes=2, fleets=2,
                         shield=Shield(ShieldConfig(feeder_limit_kw=10.0)))

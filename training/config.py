@@ -42,7 +42,8 @@ class AgentConfig:
     :param fleets_in_one_pass: RLlib home-batch: simulate an env runner's fleets in one vectorized env, each
         with its own clock and homes (``VppHomeBatchEnv(fleets=K)``: a small fleet's step is mostly fixed numpy
         overhead, paid once instead of once per fleet), instead of as separate envs. The same learning problem
-        either way (tests/test_fleets_in_one_pass.py). "auto": when the task supports it (price arbitrage)
+        either way (tests/test_fleets_in_one_pass.py). "auto": when the task supports it (price arbitrage,
+        peak shaving)
         and the shield has no feeder limit; "on": required (start-up error otherwise); "off": separate envs.
     :param resample_fleet: RLlib home-batch: a fresh fleet of the same configuration every episode.
     :param action_distribution: RLlib home-batch: "gaussian" (a diagonal Gaussian whose samples the env clips

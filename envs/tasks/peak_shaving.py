@@ -16,6 +16,7 @@ class PeakShaving(Task):
     """
 
     name = "peak_shaving"
+    supports_clocks = True  # one feeder per fleet: limit, overshoot and penalty split per clock
     obs_names = ("feeder_limit_per_home_kw", "last_overshoot_per_home_kw")
 
     def __init__(self, limit_kw_per_home: float = 3.0, penalty_per_kwh: float = 1.0) -> None:
@@ -26,16 +27,22 @@ class PeakShaving(Task):
 
     def reset(self, fleet: Fleet, episode_steps: int, rng: np.random.Generator) -> None:
         super().reset(fleet, episode_steps, rng)
-        self.limit_kw = self.limit_kw_per_home * fleet.n
-        self.overshoot_kw = 0.0
-        self.overshoot_kwh = 0.0
-        self.max_overshoot_kw = 0.0
+        self.clocks = fleet.clocks
+        self.homes_per_feeder = fleet.n // fleet.clocks
+        self.limit_kw = self.limit_kw_per_home * self.homes_per_feeder
+        zero = 0.0 if self.clocks == 1 else np.zeros(self.clocks)  # per feeder with several fleets
+        self.overshoot_kw = zero
+        self.overshoot_kwh = zero
+        self.max_overshoot_kw = zero
 
     def observation(self, fleet: Fleet) -> np.ndarray:
-        return np.array([self.limit_kw_per_home, self.overshoot_kw / self.n])
+        return np.stack(np.broadcast_arrays(self.limit_kw_per_home, self.overshoot_kw / self.homes_per_feeder),
+                        axis=-1).astype(np.float64)
 
     def reward(self, fleet: Fleet, outcome: StepOutcome) -> np.ndarray:
         self.t += 1
+        if self.clocks > 1:
+            return self._reward_per_feeder(fleet, outcome)
         agg = float(outcome.net_kw.sum(dtype=np.float64))
         self.overshoot_kw = max(agg - self.limit_kw, 0.0)
         self.overshoot_kwh += self.overshoot_kw * self.dt_h
@@ -45,9 +52,26 @@ class PeakShaving(Task):
         return -split_by_weight(self.penalty_per_kwh * self.overshoot_kw * self.dt_h,
                                 np.maximum(outcome.net_kw, 0.0))
 
+    def _reward_per_feeder(self, fleet: Fleet, outcome: StepOutcome) -> np.ndarray:
+        """Each fleet's feeder on its own: the same rule as one fleet, split within the fleet."""
+        self.overshoot_kw = np.maximum(fleet.clock_sums(outcome.net_kw) - self.limit_kw, 0.0)
+        self.overshoot_kwh = self.overshoot_kwh + self.overshoot_kw * self.dt_h
+        self.max_overshoot_kw = np.maximum(self.max_overshoot_kw, self.overshoot_kw)
+        if not self.overshoot_kw.any():
+            return np.zeros(self.n)
+        imports = np.maximum(outcome.net_kw, 0.0).reshape(self.clocks, -1)
+        penalty = self.penalty_per_kwh * self.overshoot_kw * self.dt_h
+        sums = imports.sum(axis=1, dtype=np.float64)
+        drawing = sums > 1e-12  # as split_by_weight: by import, or equally where no home imports
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_weight = np.where(drawing, penalty / sums, 0.0).astype(imports.dtype)
+        equal = np.where(drawing, 0.0, penalty / self.homes_per_feeder).astype(imports.dtype)
+        return -(imports * per_weight[:, None] + equal[:, None]).reshape(-1)
+
     def kpis(self) -> dict[str, float]:
-        return {"feeder_overshoot_kwh": self.overshoot_kwh, "feeder_max_overshoot_kw": self.max_overshoot_kw,
-                "feeder_limit_kw": self.limit_kw}
+        """Per feeder (the mean over the fleets, with several)."""
+        return {"feeder_overshoot_kwh": float(np.mean(self.overshoot_kwh)),
+                "feeder_max_overshoot_kw": float(np.mean(self.max_overshoot_kw)), "feeder_limit_kw": self.limit_kw}
 
     def step_info(self) -> dict[str, float]:
-        return {"feeder_limit_kw": self.limit_kw, "feeder_overshoot_kw": self.overshoot_kw}
+        return {"feeder_limit_kw": self.limit_kw, "feeder_overshoot_kw": float(np.mean(self.overshoot_kw))}
