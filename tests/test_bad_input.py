@@ -49,6 +49,11 @@ TRAIN_ERRORS = [  # (override, what the one-line message must say)
     ("shield=off shield.penalty_per_kwh=5", r"shield.penalty_per_kwh applies only with the shield on"),
     ("agent.rules.band_margin_c=nan", r"RuleConfig.band_margin_c must be in \[0.0, 5.0\], got nan"),
     ("agent.num_gpus_per_learner=-1", r"AgentConfig.num_gpus_per_learner must be in \[0.0, 16.0\], got -1"),
+    ("agent.fleets_in_one_pass=yes", r"AgentConfig.fleets_in_one_pass must be one of \['auto', 'on', 'off'\]"),
+    ("agent.fleets_in_one_pass=on task=demand_response",
+     r"agent.fleets_in_one_pass=on: the task\(s\) \['demand_response'\] need one fleet per env"),
+    ("agent.fleets_in_one_pass=on shield.feeder_limit_kw=50",
+     r"agent.fleets_in_one_pass=on: the shield's feeder limit couples one fleet's homes"),
 ]
 if not torch.cuda.is_available():  # a GPU learner asked for on a machine without one
     TRAIN_ERRORS.append(("agent.num_gpus_per_learner=1", r"agent.num_gpus_per_learner=1 needs a CUDA device"))
@@ -246,6 +251,17 @@ def test_per_agent_actions_must_have_one_value_per_device_class():
         env.step({"home_0": np.zeros(6), "home_1": 0.3})  # a scalar would be broadcast to every device
     with pytest.raises(ValueError, match="unknown agent 'home_7'"):
         env.step({"home_7": np.zeros(6)})
+
+
+def test_training_simulates_its_fleets_in_one_pass_only_where_that_is_the_same_problem():
+    from vpprl.training.config import AgentConfig, ShieldSettings, TrainConfig
+
+    assert TrainConfig().fleets_per_env == 16  # the default: price arbitrage, no feeder limit
+    assert TrainConfig(task="price_arbitrage+peak_shaving").fleets_per_env == 16
+    assert TrainConfig(task="demand_response").fleets_per_env == 1  # auto: one fleet per env
+    assert TrainConfig(shield=ShieldSettings(feeder_limit_kw=50.0)).fleets_per_env == 1
+    assert TrainConfig(agent=AgentConfig(fleets_in_one_pass="off")).fleets_per_env == 1
+    assert TrainConfig(agent=AgentConfig(home_batch=False)).fleets_per_env == 1
 
 
 def test_feeder_limit_nan_is_refused():
