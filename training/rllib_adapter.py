@@ -90,6 +90,12 @@ def build_algorithm(cfg: TrainConfig, shield: Any = None):
                   .training(train_batch_size_per_learner=a.train_batch_size,
                             minibatch_size=min(a.minibatch_size, a.train_batch_size), **common))
     algo = config.build_algo()
+    log = logging.getLogger("vpprl.train")
+    if fleets > 1:
+        log.info("%d fleets of %d homes per env, simulated in one pass (agent.fleets_in_one_pass=%s)", fleets,
+                 cfg.fleet.num_homes, a.fleets_in_one_pass)
+    elif a.home_batch and a.num_envs_per_env_runner > 1 and cfg.one_pass_obstacle():
+        log.info("%d fleets per env runner as separate envs: %s", a.num_envs_per_env_runner, cfg.one_pass_obstacle())
     if a.num_env_runners:
         nodes = env_runner_nodes(algo)
         logging.getLogger("vpprl.train").info("%d env runners on %d Ray node(s): %s", len(nodes), len(set(nodes)),

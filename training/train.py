@@ -281,7 +281,7 @@ def _log_hparams(writer, cfg: TrainConfig, summary: list[dict], iterations: int)
               "minibatch_size": a.minibatch_size, "num_epochs": a.num_epochs,
               "entropy_coeff": a.entropy_coeff, "home_batch": a.home_batch, "iterations": iterations,
               "initial_log_std": a.initial_log_std, "action_distribution": a.action_distribution,
-              "storage_potential": a.storage_potential}
+              "storage_potential": a.storage_potential, "fleets_per_env": cfg.fleets_per_env}
     metrics = {f"hparam/{k}": float(mine[k]) for k in ("return", "oracle_savings_captured")
                if k in mine and mine[k] == mine[k]} or {"hparam/return": float("nan")}
     for summary_proto in hparams_summaries(params, metrics):
