@@ -120,7 +120,7 @@ class TrainingSettings:
     :param checkpoint_every: also checkpoint every this many iterations (0: only at the end).
     """
 
-    iterations: int = 100
+    iterations: int = 300
     time_budget_s: float | None = None
     log_every: int = 25
     checkpoint_every: int = 0
