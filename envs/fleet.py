@@ -66,7 +66,7 @@ class StepOutcome:
     costs: dict[str, np.ndarray]
     degradation_cost: np.ndarray  # $ battery wear this step
     pv_curtailed_kwh: np.ndarray
-    ev_required_kwh_departed: float  # energy asked for by sessions that ended this step
+    ev_required_kwh_departed: float | np.ndarray  # energy asked for by sessions that ended this step; (K,) per clock
     grid: np.ndarray  # grid signals (see GRID_CHANNELS) during the step; (K, G) with K clocks
     seconds: int | np.ndarray  # seconds since the profiles' row 0 at the start of the step; (K,) with K clocks
 
@@ -136,8 +136,9 @@ class Fleet:
         return (self.seconds // self.profiles.dt_s) % self.profiles.num_rows
 
     def per_home(self, value):
-        """A per-clock value ((K, ...) with K clocks) for every home ((N, ...)); a scalar with one clock as is."""
-        return value if self.clocks == 1 else np.asarray(value)[self.clock_of_home]
+        """A per-clock value ((K, ...) with K clocks) for every home ((N, ...)); a scalar (one clock, or one value
+        for every clock) as is."""
+        return value if self.clocks == 1 or np.ndim(value) == 0 else np.asarray(value)[self.clock_of_home]
 
     def clock_sums(self, per_home: np.ndarray):
         """Sum of a per-home array over each clock's homes, in float64: a float with one clock, else (K,)."""
@@ -162,7 +163,7 @@ class Fleet:
 
     # ----- step protocol ----------------------------------------------------------------------
     def grid_at(self, step: int) -> np.ndarray:
-        """Grid signals (G,) of episode step ``step`` (public: tariff, weather, carbon)."""
+        """Grid signals (G,) ((K, G) with K clocks) of episode step ``step`` (public: tariff, weather, carbon)."""
         return self.grid_at_steps(np.asarray(step))
 
     def grid_at_steps(self, steps: np.ndarray) -> np.ndarray:
@@ -190,7 +191,7 @@ class Fleet:
         return ch, p.grid[clock_row]
 
     def exogenous_channels(self, step: int, channels: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`exogenous` for a few channels only: ((len(channels), N), grid (G,)), one small gather (the
+        """:meth:`exogenous` for a few channels only: ((len(channels), N), grid (G,) or (K, G)), one small gather (the
         forecaster's look back a day, on the hot path)."""
         p = self.profiles
         clock_row = ((self.start_s + step * self.dt_s) // p.dt_s) % p.num_rows
@@ -269,7 +270,10 @@ class Fleet:
         self._ev_unmet, departed = self.ev.update_sessions(
             ch[H["ev_connected"]], ch[H["ev_hours_to_departure"]] - elapsed_h, ch[H["ev_capacity_kwh"]],
             ch[H["ev_arrival_soc"]], ch[H["ev_target_soc"]], episode_start)
-        self._ev_required_departed = float(self.ev.required_kwh[departed].sum()) if departed.any() else 0.0
+        if self.clocks == 1:
+            self._ev_required_departed = float(self.ev.required_kwh[departed].sum()) if departed.any() else 0.0
+        else:  # per fleet
+            self._ev_required_departed = self.clock_sums(np.where(departed, self.ev.required_kwh, 0.0))
         self.flex.update(ch[H["flex_load_kw"]])
         belief = self.forecaster.believe(self._past, self.t, self.steps_per_day, truth)
         self._truth, self._believed = truth, belief is not truth
@@ -320,7 +324,7 @@ class Fleet:
         step's outcome; an episode that ends now reports it itself)."""
         return self._ev_unmet
 
-    def pending_ev_required(self) -> float:
+    def pending_ev_required(self) -> float | np.ndarray:
         return self._ev_required_departed
 
     def action_ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

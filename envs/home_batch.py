@@ -17,7 +17,8 @@ positive constant per home leaves each home's optimal policy unchanged. Imports 
 own clock (start day and hour) and its own homes (as K single-fleet envs would draw them): the rows are then
 K * num_homes homes, fleet k's in rows [k * num_homes, (k + 1) * num_homes). A small fleet's step is mostly
 fixed numpy overhead, so K fleets cost about one step instead of K (``benchmarks/env_throughput.py``). Each
-home's observation, reward and shield are those of its own fleet; ``info["kpis"]`` is the mean over the fleets.
+home's observation, reward and shield are those of its own fleet; ``info["kpis"]`` is the mean over the fleets,
+while the per-step fleet totals in ``info`` (``aggregate_kw``, ``cost``, ``shield``) sum over all K.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ class VppHomeBatchEnv(gym.Env):
     only positional argument. ``shield``: a ``vpprl.deployment.Shield`` every action passes through.
     ``resample_fleet``: draw a fresh fleet (same ``FleetConfig``, a new seed from the env's RNG) at every
     reset, so a per-home policy trains on many more homes than N (building one costs < 1 ms).
-    ``fleets``: K fleets side by side in one pass (see the module docstring); their seeds are the fleet seed,
-    seed + 1, ..., or K fresh seeds per reset with ``resample_fleet``."""
+    ``fleets``: K fleets side by side in one pass (see the module docstring): K fresh fleet seeds per reset with
+    ``resample_fleet``, else the configured fleet K times (as K separate envs of one config), or the fleets of
+    ``fleet_seeds`` (K seeds) if given."""
 
     metadata = {"render_modes": []}
 
@@ -59,10 +61,14 @@ class VppHomeBatchEnv(gym.Env):
         if not (isinstance(self.fleets, (int, np.integer)) and 1 <= self.fleets <= 4096):
             raise ValueError(f"{type(self).__name__}: fleets must be a whole number in [1, 4096], got {self.fleets!r}")
         self._profiles = kwargs.get("profiles")  # explicit profiles stay; else the config's data source
+        seeds = kwargs.pop("fleet_seeds", None)
+        if seeds is not None and len(seeds) != self.fleets:
+            raise ValueError(f"{type(self).__name__}: fleet_seeds must list one seed per fleet ({self.fleets}), "
+                             f"got {len(seeds)}")
         if self.fleets > 1:
             profiles = kwargs.pop("profiles", None)
             config = scenario_from_kwargs(config=config, **kwargs)
-            kwargs = {"profiles": profiles, "fleet_seeds": [config.fleet.seed + k for k in range(self.fleets)]}
+            kwargs = {"profiles": profiles, "fleet_seeds": seeds or [config.fleet.seed] * self.fleets}
         self.env = VppEnv(config, **kwargs)
         self.n = self.env.n
         self.home_features = self.env.home_features

@@ -34,7 +34,8 @@ class KpiTracker:
         self.peak_kw = np.full(k, -np.inf)
         self.sum_agg_kw, self.ramping_kw, self.citylearn_cost = (np.zeros(k) for _ in range(3))
         self.prev_agg_kw: np.ndarray | None = None
-        self.degradation_cost = self.pv_curtailed_kwh = self.ev_required_kwh = 0.0
+        self.degradation_cost = self.pv_curtailed_kwh = 0.0
+        self.ev_required_kwh, self.ev_unmet_kwh = np.zeros(k), np.zeros(k)  # per clock, for the unmet share
         self.block_steps = max(1, round(730.0 / self.dt_h))
         self.block_sum = np.zeros(k)
         self.block_n = 0
@@ -73,6 +74,7 @@ class KpiTracker:
         self.degradation_cost += float(o.degradation_cost.sum(dtype=np.float64))
         self.pv_curtailed_kwh += float(o.pv_curtailed_kwh.sum(dtype=np.float64))
         self.ev_required_kwh += o.ev_required_kwh_departed
+        self.ev_unmet_kwh += o.costs["ev_unmet_kwh"].reshape(self.clocks, -1).sum(axis=1, dtype=np.float64)
         for k, v in cost_totals.items():
             self.costs[k] += v
         return float(agg[0]) if self.clocks == 1 else float(agg.sum())
@@ -101,9 +103,9 @@ class KpiTracker:
         out.update({
             "degradation_cost": self.degradation_cost / k, "pv_curtailed_kwh": self.pv_curtailed_kwh / k,
             "discomfort_degh": self.costs["thermal_discomfort_degh"] / k,
-            "ev_required_kwh": self.ev_required_kwh / k,
-            "ev_unmet_fraction": (self.costs["ev_unmet_kwh"] / self.ev_required_kwh
-                                  if self.ev_required_kwh > 0 else 0.0),
+            "ev_required_kwh": float(self.ev_required_kwh.mean()),
+            "ev_unmet_fraction": float(np.mean([unmet / required if required > 0 else 0.0 for unmet, required
+                                                in zip(self.ev_unmet_kwh, self.ev_required_kwh)])),
         })
         out.update({name: total / k for name, total in self.costs.items()})
         return out

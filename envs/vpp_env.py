@@ -233,6 +233,10 @@ class VppEnv(gym.Env):
             raise ValueError(f"reset options: start_seconds must be whole seconds in [{lo}, {hi}] (an episode of "
                              f"{self.config.episode_hours:g} h inside the data), one value or one per fleet "
                              f"({self.clocks}), got {value!r}")
+        if self.config.days != "all" and not np.isin(arr // 86400, self.start_days).all():
+            # held out means held out: a start day of the split keeps the episode (and a day each side) in it
+            raise ValueError(f"reset options: start_seconds {value!r} starts on a day that is not a "
+                             f"{self.config.days!r} start day (envs.splits)")
         return int(arr) if arr.ndim == 0 else arr.astype(np.int64)
 
     def step(self, action: np.ndarray):

@@ -262,6 +262,16 @@ def test_training_simulates_its_fleets_in_one_pass_only_where_that_is_the_same_p
     assert TrainConfig(shield=ShieldSettings(feeder_limit_kw=50.0)).fleets_per_env == 1
     assert TrainConfig(agent=AgentConfig(fleets_in_one_pass="off")).fleets_per_env == 1
     assert TrainConfig(agent=AgentConfig(home_batch=False)).fleets_per_env == 1
+    # auto keeps several env steps per minibatch: 100 homes x 16 fleets x 4 > 4,096 home-steps
+    assert TrainConfig(fleet=FleetConfig(num_homes=100, seed=0)).fleets_per_env == 1
+    assert TrainConfig(fleet=FleetConfig(num_homes=100, seed=0),
+                       agent=AgentConfig(fleets_in_one_pass="on")).fleets_per_env == 16
+    with pytest.raises(ValueError, match="only the RLlib home-batch path"):
+        TrainConfig(agent=AgentConfig(name="sb3_ppo", fleets_in_one_pass="on"))
+    with pytest.raises(ValueError, match=r"train_batch_size counts home-steps: it must be >= the 320 homes"):
+        TrainConfig(agent=AgentConfig(fleets_in_one_pass="on", train_batch_size=300, minibatch_size=100))
+    with pytest.raises(ValueError, match=r"fleet_seeds must list one seed per fleet \(2\), got 3"):
+        VppHomeBatchEnv(task="price_arbitrage", num_homes=2, fleets=2, fleet_seeds=[1, 2, 3])
 
 
 def test_feeder_limit_nan_is_refused():

@@ -11,39 +11,54 @@ from vpprl.envs import VppEnv, VppHomeBatchEnv
 from vpprl.envs.fleet import NUM_DEVICE_CLASSES
 
 HOMES, FLEETS = 5, 3
-SCENARIO = {"task": {"price_arbitrage": {}, "peak_shaving": {"limit_kw_per_home": 1.5}}, "num_homes": HOMES,
-            "seed": 3, "episode_hours": 6.0, "storage_potential": "highest_price_ahead"}
+SCENARIOS = {  # six hours from random hours with the shaping potential, shielded; a whole day of peak shaving
+    # alone without a shield (EVs leave with energy unmet in some fleets; feeders overshoot in some fleets at a time)
+    "arbitrage_and_peak": ({"task": {"price_arbitrage": {}, "peak_shaving": {"limit_kw_per_home": 1.5}},
+                            "num_homes": HOMES, "seed": 3, "episode_hours": 6.0,
+                            "storage_potential": "highest_price_ahead"}, True),
+    "peak_alone_day": ({"task": {"peak_shaving": {"limit_kw_per_home": 2.0}}, "num_homes": HOMES, "seed": 5,
+                        "fleet": {"num_homes": HOMES, "seed": 5, "ownership": {"ev": 0.8}}}, False),
+}
 
 
 def _block(k: int) -> slice:
     return slice(k * HOMES, (k + 1) * HOMES)
 
 
-def _separate_fleets_started_like(batch: VppHomeBatchEnv) -> list[VppHomeBatchEnv]:
+def _separate_fleets_started_like(batch: VppHomeBatchEnv, scenario: dict, seeds: list[int],
+                                  shield: bool) -> list[VppHomeBatchEnv]:
     """One single-fleet env per block of ``batch``, at that block's start time and device states."""
     fleet = batch.env.fleet
     envs = []
     for k in range(FLEETS):
         states = {"battery": fleet.battery.energy_kwh[_block(k)], "thermostat": fleet.thermostat.temp_c[_block(k)],
                   "water_heater": fleet.water_heater.temp_c[_block(k)]}
-        env = VppHomeBatchEnv({**SCENARIO, "seed": SCENARIO["seed"] + k, "shield": Shield()})
+        own = {**scenario, "seed": seeds[k]}
+        if "fleet" in own:
+            own["fleet"] = {**own["fleet"], "seed": seeds[k]}
+        env = VppHomeBatchEnv({**own, "shield": Shield() if shield else None})
         env.reset(seed=100 + k, options={"start_seconds": int(fleet.start_s[k]), "device_states": states})
         envs.append(env)
     return envs
 
 
-def test_fleets_in_one_pass_step_exactly_like_separate_fleets():
-    batch = VppHomeBatchEnv({**SCENARIO, "fleets": FLEETS, "shield": Shield()})
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_fleets_in_one_pass_step_exactly_like_separate_fleets(name):
+    scenario, shield = SCENARIOS[name]
+    seeds = [scenario["seed"] + 10 * k for k in range(FLEETS)]
+    batch = VppHomeBatchEnv({**scenario, "fleets": FLEETS, "fleet_seeds": seeds, "shield": Shield() if shield else None})
     obs, info = batch.reset(seed=11)
     assert obs.shape == batch.observation_space.shape == (HOMES * FLEETS, len(batch.home_features)
                                                           + len(batch.global_features))
     starts = batch.env.fleet.start_s
-    assert len(set(starts.tolist())) == FLEETS and len(set((starts % 86400).tolist())) > 1  # own days and hours
-    singles = _separate_fleets_started_like(batch)
+    assert len(set(starts.tolist())) == FLEETS  # each fleet its own day (and hour, for episodes under a day)
+    hours = set((starts % 86400).tolist())
+    assert len(hours) == 1 if scenario.get("episode_hours", 24.0) == 24.0 else len(hours) > 1
+    singles = _separate_fleets_started_like(batch, scenario, seeds, shield)
     single_obs = [env.env.agent_observations() for env in singles]
     rng = np.random.default_rng(0)
     done = False
-    steps = 0
+    steps = mixed_overshoot = 0
     while not done:
         for k in range(FLEETS):
             np.testing.assert_array_equal(obs[_block(k)], single_obs[k])
@@ -54,15 +69,21 @@ def test_fleets_in_one_pass_step_exactly_like_separate_fleets():
             single_obs[k] = o
             assert d == done
             np.testing.assert_array_equal(info["reward_per_home"][_block(k)], inf["reward_per_home"])
-            np.testing.assert_array_equal(info["shield_moved_kw"][_block(k)], inf["shield_moved_kw"])
+            if shield:
+                np.testing.assert_array_equal(info["shield_moved_kw"][_block(k)], inf["shield_moved_kw"])
         assert reward == pytest.approx(np.mean([r for _, r, *_ in outs]), rel=1e-6)
+        overshoot = batch.env.task("peak_shaving").overshoot_kw > 0
+        mixed_overshoot += overshoot.any() and not overshoot.all()
         steps += 1
-    assert steps == 24
+    assert steps == batch.env.episode_steps
     kpis = [inf["kpis"] for *_, inf in outs]
-    for name, value in info["kpis"].items():  # the mean over the fleets
-        assert value == pytest.approx(np.mean([k[name] for k in kpis]), rel=1e-9, abs=1e-12), name
+    for key, value in info["kpis"].items():  # the mean over the fleets
+        assert value == pytest.approx(np.mean([k[key] for k in kpis]), rel=1e-9, abs=1e-12), key
     assert np.std([k["energy_cost"] for k in kpis]) > 0.01 * abs(info["kpis"]["energy_cost"])  # fleets differ
-    assert sum(k["feeder_overshoot_kwh"] > 0 for k in kpis) >= 2  # each feeder's limit was binding
+    assert mixed_overshoot > 0 and sum(k["feeder_overshoot_kwh"] > 0 for k in kpis) >= 2
+    if name == "peak_alone_day":  # EVs left with energy unmet, in some fleets more than others: a mean of ratios
+        unmet = [k["ev_unmet_fraction"] for k in kpis]
+        assert all(k["ev_required_kwh"] > 0 for k in kpis) and len(set(unmet)) > 1
 
 
 def test_flexible_loads_settle_at_each_fleets_own_midnight():
@@ -120,3 +141,9 @@ def test_reset_options_are_checked():
         env.reset(options={"start_seconds": np.array([0, 3600, 7200])})
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['start_day'\]"):
         env.reset(options={"start_day": 3})
+    from vpprl.envs.splits import is_held_out
+
+    held_out_day = int(np.flatnonzero(is_held_out(np.arange(365)))[3])
+    training = VppHomeBatchEnv(task="price_arbitrage", num_homes=2, fleets=2, days="train")
+    with pytest.raises(ValueError, match="not a 'train' start day"):
+        training.reset(options={"start_seconds": np.array([int(training.env.start_days[0]), held_out_day]) * 86400})

@@ -43,7 +43,8 @@ class AgentConfig:
         with its own clock and homes (``VppHomeBatchEnv(fleets=K)``: a small fleet's step is mostly fixed numpy
         overhead, paid once instead of once per fleet), instead of as separate envs. The same learning problem
         either way (tests/test_fleets_in_one_pass.py). "auto": when the task supports it (price arbitrage,
-        peak shaving)
+        peak shaving), the fleets are small (``num_homes * num_envs_per_env_runner <= minibatch_size / 4``: RLlib
+        minibatches whole env steps, so a minibatch keeps several)
         and the shield has no feeder limit; "on": required (start-up error otherwise); "off": separate envs.
     :param resample_fleet: RLlib home-batch: a fresh fleet of the same configuration every episode.
     :param action_distribution: RLlib home-batch: "gaussian" (a diagonal Gaussian whose samples the env clips
@@ -211,6 +212,11 @@ class TrainConfig:
         scenario_from_kwargs(**self.env_kwargs())  # dt_s, episode_hours, task names (no data loaded yet)
         if self.agent.fleets_in_one_pass == "on" and self.one_pass_obstacle():
             raise ValueError(f"agent.fleets_in_one_pass=on: {self.one_pass_obstacle()}; set it to auto or off")
+        homes_per_step = self.fleet.num_homes * self.fleets_per_env
+        if self.agent.name == "rllib_ppo" and self.agent.train_batch_size < homes_per_step:
+            raise ValueError(f"agent.train_batch_size counts home-steps: it must be >= the {homes_per_step} homes "
+                             f"of one env step ({self.fleets_per_env} fleets in one pass), got "
+                             f"{self.agent.train_batch_size}")
         if self.resume_from is not None:
             check_checkpoint("resume_from", self.resume_from, self.agent.name)
 
@@ -223,13 +229,20 @@ class TrainConfig:
                    f"{sorted(n for n, t in TASKS.items() if t.supports_clocks)})"
         if self.shield.enabled and self.shield.feeder_limit_kw is not None:
             return "the shield's feeder limit couples one fleet's homes"
+        a = self.agent
+        if a.name != "rllib_ppo" or not a.home_batch:
+            return "only the RLlib home-batch path (agent=rllib_ppo, agent.home_batch=true) simulates fleets in one pass"
+        if a.fleets_in_one_pass == "auto" and self.fleet.num_homes * a.num_envs_per_env_runner * 4 > a.minibatch_size:
+            return (f"{a.num_envs_per_env_runner} fleets of {self.fleet.num_homes} homes are too many homes per env "
+                    f"step for minibatches of {a.minibatch_size} home-steps (auto needs homes x fleets <= "
+                    f"minibatch_size / 4)")
         return None
 
     @property
     def fleets_per_env(self) -> int:
         """RLlib home-batch: fleets each training env simulates in one pass (1: one fleet per env)."""
         a = self.agent
-        if not a.home_batch or a.fleets_in_one_pass == "off" or self.one_pass_obstacle():
+        if a.fleets_in_one_pass == "off" or self.one_pass_obstacle():
             return 1
         return a.num_envs_per_env_runner
 

@@ -142,7 +142,8 @@ def check_startup(cfg: TrainConfig) -> VppEnv:
 
 #: settings a checkpoint's weights depend on: resuming with others would load nothing or fail mid-way
 RESUME_KEYS = ("agent.name", "agent.home_batch", "agent.hidden", "agent.action_distribution", "task", "dt_s",
-               "dataset")
+               "dataset", "agent.fleets_in_one_pass", "agent.num_envs_per_env_runner")  # the last two: home-steps per
+# RLlib env step (fleets in one pass), which the restored step counter is converted with
 
 
 def check_resumable(cfg: TrainConfig) -> None:

@@ -49,8 +49,9 @@ class PeakShaving(Task):
         self.max_overshoot_kw = max(self.max_overshoot_kw, self.overshoot_kw)
         if self.overshoot_kw == 0.0:
             return np.zeros(self.n)
+        # float64 like the zeros above, so the reward's dtype does not depend on whether the feeder overshot
         return -split_by_weight(self.penalty_per_kwh * self.overshoot_kw * self.dt_h,
-                                np.maximum(outcome.net_kw, 0.0))
+                                np.maximum(outcome.net_kw, 0.0)).astype(np.float64)
 
     def _reward_per_feeder(self, fleet: Fleet, outcome: StepOutcome) -> np.ndarray:
         """Each fleet's feeder on its own: the same rule as one fleet, split within the fleet."""
@@ -66,7 +67,7 @@ class PeakShaving(Task):
         with np.errstate(divide="ignore", invalid="ignore"):
             per_weight = np.where(drawing, penalty / sums, 0.0).astype(imports.dtype)
         equal = np.where(drawing, 0.0, penalty / self.homes_per_feeder).astype(imports.dtype)
-        return -(imports * per_weight[:, None] + equal[:, None]).reshape(-1)
+        return -(imports * per_weight[:, None] + equal[:, None]).reshape(-1).astype(np.float64)
 
     def kpis(self) -> dict[str, float]:
         """Per feeder (the mean over the fleets, with several)."""
