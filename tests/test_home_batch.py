@@ -121,7 +121,8 @@ def test_per_home_gae_equals_rllib_gae_for_random_chunk_boundaries(seed):
 
 
 @pytest.mark.slow
-def test_learner_batch_has_one_row_per_home_step_with_its_own_reward(tmp_path):
+@pytest.mark.parametrize("one_pass", ["off", "on"])
+def test_learner_batch_has_one_row_per_home_step_with_its_own_reward(one_pass, tmp_path):
     import torch
     from ray.rllib.core import DEFAULT_MODULE_ID
     from ray.rllib.core.columns import Columns
@@ -131,10 +132,12 @@ def test_learner_batch_has_one_row_per_home_step_with_its_own_reward(tmp_path):
     from vpprl.training.config import AgentConfig, TrainConfig
     from vpprl.training.rllib_adapter import build_algorithm
 
-    n = 5
-    cfg = TrainConfig(fleet=FleetConfig(num_homes=n, seed=0), episode_hours=3.0, output_dir=str(tmp_path),
-                      agent=AgentConfig(train_batch_size=n * 20, minibatch_size=n * 4, num_envs_per_env_runner=2,
-                                        hidden=[16]))
+    homes = 5
+    cfg = TrainConfig(fleet=FleetConfig(num_homes=homes, seed=0), episode_hours=3.0, output_dir=str(tmp_path),
+                      agent=AgentConfig(train_batch_size=homes * 40, minibatch_size=homes * 8, num_envs_per_env_runner=2,
+                                        hidden=[16], fleets_in_one_pass=one_pass))
+    n = homes * cfg.fleets_per_env  # rows per env step: both fleets in one env, or one fleet per env
+    assert n == (2 * homes if one_pass == "on" else homes)
     algo = build_algorithm(cfg)
     try:
         episodes = algo.env_runner.sample(num_timesteps=20, random_actions=False)
@@ -145,7 +148,7 @@ def test_learner_batch_has_one_row_per_home_step_with_its_own_reward(tmp_path):
         batch = learner._learner_connector(rl_module=learner.module, batch={}, episodes=episodes, shared_data={},
                                            metrics=learner.metrics)[DEFAULT_MODULE_ID]
         rows = steps + len(episodes)  # one phantom bootstrap row per episode chunk
-        width = VppHomeBatchEnv(**cfg.env_kwargs()).observation_space.shape[1]
+        width = VppHomeBatchEnv(**cfg.env_kwargs(), fleets=cfg.fleets_per_env).observation_space.shape[1]
         assert batch[Columns.OBS].shape == (rows * n, width)
         assert batch[Columns.ACTIONS].shape == (rows * n, NUM_DEVICE_CLASSES)
         mask = batch[Columns.LOSS_MASK].numpy().astype(bool)
