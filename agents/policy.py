@@ -47,6 +47,15 @@ class NoControl(Policy):
 class SetpointPolicy(Policy):
     """Base for controllers that choose device-major kW setpoints (D, N)."""
 
+    def reset(self, env: VppEnv) -> None:
+        """Bind to ``env``; controllers read one fleet's clock, prices and aggregates, so an env simulating
+        several fleets in one pass (``VppEnv(fleet_seeds=...)``) is refused."""
+        clocks = getattr(env, "clocks", 1)
+        if clocks != 1:
+            raise ValueError(f"{self.name}: plans and acts on one fleet; this env simulates {clocks} fleets in one "
+                             "pass (fleet_seeds / fleets): give it an env of one fleet")
+        super().reset(env)
+
     @abstractmethod
     def setpoints(self) -> np.ndarray:
         """(D, N) kW setpoints for the current step."""

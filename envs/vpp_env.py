@@ -411,7 +411,8 @@ class VppEnv(gym.Env):
 
     def terminal_value_settings(self) -> tuple[float, np.ndarray] | None:
         """(price $/kWh, stored energy per home at the episode start) of the terminal value, for planners that
-        optimise the same objective (the oracle); None when the scenario does not price energy."""
+        optimise the same objective (the oracle); None when the scenario does not price energy. With several
+        fleets in one pass the price is per fleet, (K,) (planners refuse such an env)."""
         if self._stored0 is None:
             return None
         return self._terminal_price, self._stored0

@@ -131,6 +131,14 @@ def test_what_fleets_in_one_pass_do_not_support_is_refused_at_start_up():
         VppHomeBatchEnv(task="price_arbitrage", num_homes=2, fleets=0)
     with pytest.raises(TypeError, match="no centralized observation"):
         VppEnv(task="price_arbitrage", num_homes=2, fleet_seeds=[0, 1]).reset(seed=0)
+    from vpprl.agents.oracle import Mpc
+    from vpprl.agents.rule_based import RuleBased
+
+    env = VppEnv(task="price_arbitrage", num_homes=2, fleet_seeds=[0, 1])
+    env.reset_fleet(seed=0)
+    for controller in (RuleBased(), Mpc()):  # they plan on one fleet's clock, prices and aggregates
+        with pytest.raises(ValueError, match="plans and acts on one fleet; this env simulates 2 fleets"):
+            controller.reset(env)
 
 
 def test_reset_options_are_checked():
