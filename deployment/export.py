@@ -44,7 +44,8 @@ from .policy_manifest import (
 
 DEFAULT_OPSET = 17
 OPSET_RANGE = (13, 20)  # 20: the newest opset torch's TorchScript exporter writes
-CHECK_TOLERANCE = 1e-5  # max |ONNX action - framework action| the export accepts
+CHECK_TOLERANCE = 5e-5  # max |ONNX action - framework action| the export accepts (float32 sums over a
+# few hundred inputs differ by ~1e-5 between runtimes; 5e-5 of a 10 kW range is 0.5 W)
 log = logging.getLogger("vpprl.export")
 
 

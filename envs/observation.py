@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.profiles import G
-from .fleet import Fleet
+from .fleet import BATTERY, EV, FLEX, THERMOSTAT, WATER_HEATER, Fleet
 
 HOME_FEATURES: tuple[str, ...] = (
     "base_load_kw/5", "pv_available_kw/5", "net_kw_last/10", "default_kw/10",
@@ -20,14 +20,26 @@ HOME_FEATURES: tuple[str, ...] = (
     "indoor_next_off_rel_band", "indoor_next_full_rel_band",
     "tank_temp_rel_band", "water_heater_kw/5", "tank_next_off_rel_band", "tank_next_full_rel_band",
     "flex_baseline_kw/100", "flex_backlog_rel",
+    # what actions +1 / -1 move each device by this step (kW above / below its own control), from the
+    # device-reported limits: the same action means a different power in every home and every step
+    "battery_kw_up/5", "battery_kw_down/5", "ev_kw_up/10", "ev_kw_down/10",
+    "water_heater_kw_up/5", "water_heater_kw_down/5", "thermostat_kw_up/5", "thermostat_kw_down/5",
+    "flex_kw_up/100", "flex_kw_down/100",
+    # the battery / EV action that alone brings the home's own-control net load to zero (clipped to [-1, 1];
+    # 0 without the device): discharge to cover the load and no more (exports earn little), charge from a surplus
+    "battery_action_to_zero_net", "ev_action_to_zero_net",
 )
+#: (feature name prefix, device class index, kW scale) of the action-range features
+_RANGE_FEATURES: tuple[tuple[str, int, float], ...] = (
+    ("battery", BATTERY, 5.0), ("ev", EV, 10.0), ("water_heater", WATER_HEATER, 5.0),
+    ("thermostat", THERMOSTAT, 5.0), ("flex", FLEX, 100.0))
 BASE_GLOBAL_FEATURES: tuple[str, ...] = (
     "sin_time_of_day", "cos_time_of_day", "sin_day_of_year", "cos_day_of_year", "weekend",
     "outdoor_temp_c/40", "ghi_w_m2/1000", "price_import/0.5", "price_export/0.5", "carbon_kg_per_kwh",
     "aggregate_kw_per_home/5",
 )
 # Bump when a feature changes meaning or scale but keeps its name: exported policies then refuse to load.
-OBSERVATION_SCHEMA_VERSION: int = 1
+OBSERVATION_SCHEMA_VERSION: int = 2  # 2: action-range features added
 
 
 class ObservationBuilder:
@@ -89,6 +101,19 @@ class ObservationBuilder:
                                               - self._wh_offset)
         h[:, c["flex_baseline_kw/100"]] = f.flex.baseline_kw / 100.0
         h[:, c["flex_backlog_rel"]] = f.flex.backlog_kwh * self._backlog_scale
+        lo, own, hi = f.action_ranges()
+        for prefix, j, scale in _RANGE_FEATURES:
+            up, down = c[f"{prefix}_kw_up/{scale:g}"], c[f"{prefix}_kw_down/{scale:g}"]
+            np.subtract(hi[j], own[j], out=h[:, up], casting="unsafe")
+            h[:, up] /= scale
+            np.subtract(own[j], lo[j], out=h[:, down], casting="unsafe")
+            h[:, down] /= scale
+        # the power change that zeroes the own-control net load, as a share of the device's range on that side
+        for prefix, j in (("battery", BATTERY), ("ev", EV)):
+            span = np.where(default_kw > 0.0, own[j] - lo[j], hi[j] - own[j])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                zero_net = np.where(span > 1e-9, -default_kw / span, 0.0)
+            h[:, c[f"{prefix}_action_to_zero_net"]] = np.clip(zero_net, -1.0, 1.0)
         return h
 
     def build_globals(self) -> np.ndarray:

@@ -147,3 +147,54 @@ def test_citylearn_env_replicated_to_a_large_fleet(citylearn_dir):
 def test_unknown_option_is_rejected():
     with pytest.raises(TypeError, match="unknown scenario option"):
         VppEnv(task="peak_shaving", num_home=3)
+
+
+def test_action_range_features_match_a_battery_and_an_ev_worked_by_hand():
+    """+1 / -1 move a battery by its rated charge / discharge power (the physics clamps at the SoC limits
+    after the mapping); a plugged-in EV 1 kWh short of its target charges 1 kWh / (efficiency * 0.25 h) on
+    its own, so +1 adds the rest of its charger's rating and -1 takes that away plus its V2G rating. The
+    zero-net battery action divides the home's own-control net load by the range on the side that cancels it."""
+    env = VppEnv(num_homes=60, seed=4)
+    env.reset(seed=0)
+    fleet, col = env.fleet, {name: j for j, name in enumerate(HOME_FEATURES)}
+    for _ in range(72):  # to 18:00, when EVs are home
+        env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+    ev = fleet.layout.ev
+    plugged = np.flatnonzero(fleet.ev.connected > 0)
+    assert len(plugged) >= 2
+    energy = fleet.ev.energy_kwh.astype(np.float64).copy()
+    target = fleet.ev.target_kwh.astype(np.float64)
+    energy[plugged] = target[plugged] - 1.0
+    fleet.set_device_states({"ev": energy})
+    obs = env.home_observation()
+    share = fleet.ev.available[plugged].astype(np.float64)  # the share of the step plugged in
+    own = 1.0 / (ev.efficiency[plugged] * 0.25)
+    assert np.all(own < ev.max_charge_kw[plugged] * share)
+    np.testing.assert_allclose(obs[plugged, col["ev_kw_up/10"]], (ev.max_charge_kw[plugged] * share - own) / 10.0,
+                               rtol=1e-4)
+    np.testing.assert_allclose(obs[plugged, col["ev_kw_down/10"]],
+                               (own + ev.max_discharge_kw[plugged] * share) / 10.0, rtol=1e-4)
+    away = fleet.ev.connected == 0
+    for name in ("ev_kw_up/10", "ev_kw_down/10", "ev_action_to_zero_net"):
+        assert np.all(obs[away, col[name]] == 0.0)
+    # the EV alone zeroes the net load: net > 0 is covered by charging less (and discharging, with V2G)
+    net = obs[plugged, col["default_kw/10"]].astype(np.float64) * 10.0
+    up = ev.max_charge_kw[plugged] * share - own
+    down = own + ev.max_discharge_kw[plugged] * share
+    expected = np.clip(np.where(net > 0, -net / down, -net / up), -1.0, 1.0)
+    assert (np.abs(expected) < 0.999).any()  # a V2G car covers the load with part of its range
+    np.testing.assert_allclose(obs[plugged, col["ev_action_to_zero_net"]], expected, rtol=1e-4, atol=1e-6)
+
+    b = fleet.layout.battery
+    homes = np.flatnonzero(b.capacity_kwh > 0)
+    assert len(homes) and (b.capacity_kwh == 0).any()
+    up, down = b.max_charge_kw[homes].astype(np.float64), b.max_discharge_kw[homes].astype(np.float64)
+    np.testing.assert_allclose(obs[homes, col["battery_kw_up/5"]], up / 5.0, rtol=1e-6)
+    np.testing.assert_allclose(obs[homes, col["battery_kw_down/5"]], down / 5.0, rtol=1e-6)
+    net = obs[homes, col["default_kw/10"]].astype(np.float64) * 10.0
+    expected = np.clip(np.where(net > 0, -net / down, -net / up), -1.0, 1.0)
+    assert (np.abs(expected) < 0.999).any() and (expected != 0).all()
+    np.testing.assert_allclose(obs[homes, col["battery_action_to_zero_net"]], expected, rtol=1e-4, atol=1e-6)
+    none = b.capacity_kwh == 0
+    for name in ("battery_kw_up/5", "battery_kw_down/5", "battery_action_to_zero_net"):
+        assert np.all(obs[none, col[name]] == 0.0)
