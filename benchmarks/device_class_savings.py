@@ -1,11 +1,12 @@
 """Which device class a trained policy leaves savings on: its share of the oracle's savings, one class at a time.
 
-    python benchmarks/device_class_savings.py --checkpoint <run>/checkpoint [--homes 50] [--days 30 100 205]
+    python benchmarks/device_class_savings.py --checkpoint <run>/checkpoint [--homes 50] [--days 30 100 205] [--mpc]
 
-The checkpoint's policy (behind the shield it trained behind), the two rule-based baselines and the
-perfect-foresight LP oracle are evaluated on the default scenario's held-out days (price arbitrage) on held-out
-fleets (fleet seed 1000) that own **one controllable device class** (every home owns it; rooftop PV at its
-default share, since PV is not dispatched), then on the default mixed fleet. A class where the policy's share
+The checkpoint's policy (behind the shield it trained behind), the two rule-based baselines, the
+perfect-foresight LP oracle and, with ``--mpc``, the receding-horizon LP on forecasts are evaluated on the
+default scenario's held-out days (price arbitrage) on held-out fleets (fleet seed 1000) that own **one
+controllable device class** (every home owns it; rooftop PV at its default share, since PV is not dispatched),
+then on the default mixed fleet. A class where the policy's share
 lies far below the oracle's is where learning leaves money; one where the rule does better is where the policy
 misses a strategy a hand-written controller already knows. The share is pooled over the episodes (mean return
 gain over no control / the oracle's mean gain), as in ``benchmarks/train_quality.py``.
@@ -41,7 +42,8 @@ def ownership_for(device_class: str | None):
     return Ownership(**{c: (1.0 if c == device_class else 0.0) for c in CONTROLLABLE})
 
 
-def evaluate_class(checkpoint: str, device_class: str | None, homes: int, days: list[int], out: Path) -> dict:
+def evaluate_class(checkpoint: str, device_class: str | None, homes: int, days: list[int], out: Path,
+                   mpc: bool = False) -> dict:
     from vpprl.deployment import Shield
     from vpprl.deployment.shielded_policy import ShieldedPolicy
     from vpprl.envs import FleetConfig
@@ -52,7 +54,8 @@ def evaluate_class(checkpoint: str, device_class: str | None, homes: int, days: 
     learned = ShieldedPolicy(RllibPolicy(checkpoint=checkpoint), Shield())
     fleet = FleetConfig(num_homes=homes, seed=1000, ownership=ownership_for(device_class))
     cfg = EvaluateConfig(task="price_arbitrage", fleet=fleet, num_homes=homes, seeds=[100 + i for i in range(len(days))],
-                         start_days=days, policies=POLICIES, plots=False, output_dir=str(out))
+                         start_days=days, policies=POLICIES + (["mpc"] if mpc else []), plots=False,
+                         output_dir=str(out))
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         _, summary = run(cfg, extra={"policy": learned})
@@ -65,6 +68,7 @@ def evaluate_class(checkpoint: str, device_class: str | None, homes: int, days: 
             "policy_share": gain["policy"] / oracle_gain if oracle_gain > 0 else float("nan"),
             "best_rule": best_rule,
             "best_rule_share": gain[best_rule] / oracle_gain if oracle_gain > 0 else float("nan"),
+            "mpc_share": gain["mpc"] / oracle_gain if mpc and oracle_gain > 0 else float("nan"),
             "returns": by, "eval_s": time.perf_counter() - t0}
 
 
@@ -73,6 +77,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", required=True, help="a vpprl-train checkpoint directory (RLlib)")
     ap.add_argument("--homes", type=int, default=50, help="homes per held-out fleet")
     ap.add_argument("--days", type=int, nargs="+", default=[30, 100, 205], help="held-out start days (envs.splits)")
+    ap.add_argument("--mpc", action="store_true", help="also the receding-horizon LP on forecasts (slower)")
     ap.add_argument("--work-dir", default="/tmp/vpprl_device_class_savings")
     ap.add_argument("--out", default=str(RESULTS_DIR / "device_class_savings.json"))
     args = ap.parse_args()
@@ -83,14 +88,15 @@ def main() -> None:
     for device_class in CLASSES:
         progress.set_postfix(device_class=device_class or "mixed")
         rows.append(evaluate_class(args.checkpoint, device_class, args.homes, args.days,
-                                   Path(args.work_dir) / (device_class or "mixed")))
+                                   Path(args.work_dir) / (device_class or "mixed"), args.mpc))
         progress.update()
     progress.close()
     print(f"\nheld-out days {args.days}, held-out fleets of {args.homes} homes owning one controllable class each")
-    print(f"{'device class':>16s} {'oracle gain/home-day':>21s} {'policy':>8s} {'best rule':>10s} {'rule':>26s}")
+    print(f"{'device class':>16s} {'oracle gain/home-day':>21s} {'policy':>8s} {'best rule':>10s} {'mpc':>7s} "
+          f"{'rule':>26s}")
     for r in rows:
         print(f"{r['device_class']:>16s} {r['oracle_gain_per_home_day']:21.3f} {100 * r['policy_share']:7.1f}% "
-              f"{100 * r['best_rule_share']:9.1f}% {r['best_rule']:>26s}")
+              f"{100 * r['best_rule_share']:9.1f}% {100 * r['mpc_share']:6.1f}% {r['best_rule']:>26s}")
     write_results(args.out, [{"checkpoint": args.checkpoint, "days": args.days, "rows": rows}])
 
 
