@@ -46,6 +46,9 @@ def test_peak_shaving_penalty_and_its_split():
 def test_split_by_weight():
     np.testing.assert_allclose(split_by_weight(6.0, np.array([1.0, 2.0, 0.0])), [2.0, 4.0, 0.0])
     np.testing.assert_allclose(split_by_weight(3.0, np.zeros(3)), [1.0, 1.0, 1.0])
+    # rows (K fleets in one pass): each row's total split within the row, equally where a row weighs nothing
+    rows = split_by_weight(np.array([6.0, 3.0, 0.0]), np.array([[1.0, 2.0, 0.0], [0.0, 0.0, 0.0], [5.0, 1.0, 0.0]]))
+    np.testing.assert_allclose(rows, [[2.0, 4.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
 
 
 def test_demand_response_events_and_credit():

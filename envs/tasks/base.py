@@ -21,8 +21,16 @@ def check_ranges(owner: str, **params: tuple[float, float, float]) -> None:
             raise ValueError(f"{owner}.{name} must be in [{lo}, {hi}], got {value!r}")
 
 
-def split_by_weight(total: float, weights: np.ndarray) -> np.ndarray:
-    """Split a fleet-level amount across homes in proportion to ``weights`` (equally if all 0)."""
+def split_by_weight(total: float | np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Split a fleet-level amount across homes in proportion to ``weights`` (equally if all 0).
+    Rows: ``weights`` (K, M) and ``total`` (K,) split each row's total within that row (K fleets in one pass)."""
+    if weights.ndim == 2:
+        sums = weights.sum(axis=1, dtype=np.float64)
+        drawing = sums > 1e-12
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_weight = np.where(drawing, total / sums, 0.0).astype(weights.dtype)
+        equal = np.where(drawing, 0.0, total / weights.shape[1]).astype(weights.dtype)
+        return weights * per_weight[:, None] + equal[:, None]
     s = float(weights.sum(dtype=np.float64))
     if s <= 1e-12:
         return np.full(len(weights), total / len(weights), dtype=weights.dtype)

@@ -62,12 +62,7 @@ class PeakShaving(Task):
             return np.zeros(self.n)
         imports = np.maximum(outcome.net_kw, 0.0).reshape(self.clocks, -1)
         penalty = self.penalty_per_kwh * self.overshoot_kw * self.dt_h
-        sums = imports.sum(axis=1, dtype=np.float64)
-        drawing = sums > 1e-12  # as split_by_weight: by import, or equally where no home imports
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_weight = np.where(drawing, penalty / sums, 0.0).astype(imports.dtype)
-        equal = np.where(drawing, 0.0, penalty / self.homes_per_feeder).astype(imports.dtype)
-        return -(imports * per_weight[:, None] + equal[:, None]).reshape(-1).astype(np.float64)
+        return -split_by_weight(penalty, imports).reshape(-1).astype(np.float64)
 
     def kpis(self) -> dict[str, float]:
         """Per feeder (the mean over the fleets, with several)."""
