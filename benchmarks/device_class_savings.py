@@ -1,6 +1,9 @@
 """Which device class a trained policy leaves savings on: its share of the oracle's savings, one class at a time.
 
-    python benchmarks/device_class_savings.py --checkpoint <run>/checkpoint [--homes 50] [--days 30 100 205] [--mpc]
+    python benchmarks/device_class_savings.py [--checkpoint DIR] [--homes 50] [--days 30 100 205] [--mpc]
+
+``--checkpoint``: a ``vpprl-train`` checkpoint directory (RLlib); by default the newest ``outputs/*/*/checkpoint``
+under the current directory (where ``vpprl-train`` writes its runs).
 
 The checkpoint's policy (behind the shield it trained behind), the two rule-based baselines, the
 perfect-foresight LP oracle and, with ``--mpc``, the receding-horizon LP on forecasts are evaluated on the
@@ -107,13 +110,23 @@ def evaluate_class(checkpoint: str, device_class: str | None, homes: int, days: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True, help="a vpprl-train checkpoint directory (RLlib)")
+    ap.add_argument("--checkpoint", help="a vpprl-train checkpoint directory (RLlib); default: the newest "
+                    "outputs/*/*/checkpoint under the current directory")
     ap.add_argument("--homes", type=int, default=50, help="homes per held-out fleet")
     ap.add_argument("--days", type=int, nargs="+", default=[30, 100, 205], help="held-out start days (envs.splits)")
     ap.add_argument("--mpc", action="store_true", help="also the receding-horizon LP on forecasts (slower)")
     ap.add_argument("--work-dir", default="/tmp/vpprl_device_class_savings")
     ap.add_argument("--out", default=str(RESULTS_DIR / "device_class_savings.json"))
     args = ap.parse_args()
+    if args.checkpoint is None:
+        runs = sorted(Path("outputs").glob("*/*/checkpoint"))
+        if not runs:
+            ap.error(f"no --checkpoint given and no vpprl-train run under {Path('outputs').resolve()} "
+                     "(outputs/<date>/<time>/checkpoint): train one first or pass --checkpoint DIR")
+        args.checkpoint = str(runs[-1])
+        print(f"checkpoint: {args.checkpoint}")
+    elif not Path(args.checkpoint).is_dir():
+        ap.error(f"--checkpoint {args.checkpoint}: no such directory (a vpprl-train run's checkpoint/)")
     from vpprl.training.progress import bar
 
     rows = []

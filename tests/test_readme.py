@@ -39,6 +39,8 @@ BUDGET = {  # command prefix -> arguments appended
     "python benchmarks/physics_checks.py": "--out {tmp}/r.json",
     "python benchmarks/dr_baselines.py": "--homes 5 --out {tmp}/r.json",
     "python benchmarks/dispatch_latency.py": "--homes 200 --cycles 2 --e2e-homes 2 --out {tmp}/r.json",
+    "python benchmarks/device_class_savings.py": ("--checkpoint {tmp}/run/checkpoint --homes 4 --days 30 "
+                                                  "--work-dir {tmp}/dcs --out {tmp}/r.json"),
     "vpprl-export": "",
     "vpprl-dispatch": "hours=1",
 }
@@ -111,7 +113,8 @@ def test_the_two_setup_commands_are_the_ones_ci_runs():
 def test_readme_command_runs(command, tmp_path):
     if command.startswith("tensorboard"):
         _run(f"vpprl-train {TRAIN_BUDGET}", tmp_path)
-    if command.startswith(("vpprl-export", "vpprl-dispatch")):  # the README's deployment path, step by step
+    if command.startswith(("vpprl-export", "vpprl-dispatch", "python benchmarks/device_class_savings.py")):
+        # a checkpoint first: the README's deployment path step by step, and the per-class diagnosis
         _run(f"vpprl-train hydra.run.dir=run {TRAIN_BUDGET}", tmp_path)
     if command.startswith("vpprl-dispatch"):
         _run("vpprl-export checkpoint=run/checkpoint out=export", tmp_path)
