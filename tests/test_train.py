@@ -202,11 +202,13 @@ def test_wrong_keys_and_values_fail_at_start_up():
 
 @pytest.mark.slow
 def test_short_training_beats_its_initial_policy():
-    """An easy, fixed-seed case (batteries only, price arbitrage on a TOU tariff): five PPO iterations must
+    """An easy, fixed-seed case (batteries only, price arbitrage on a TOU tariff): eight PPO iterations must
     improve the deterministic return on three held-out days over the untrained policy (which acts like no
-    control). Measured: -112.8 $ before, -100.8 $ after five iterations. With the default storage potential
-    (highest price ahead) five iterations are too few here: it first learns to charge, then to discharge at the
-    peak (-106.5 $ before, -109.4 $ after five, measured), so this case keeps the terminal-price shaping."""
+    control). Measured with observation schema 2: -106.9 $ before; -108.0 / -108.5 / -104.1 / -104.8 / -106.8 /
+    -100.4 / -100.8 / -100.2 $ after one to eight iterations (the first few are noisy on this small case; schema 1
+    went from -112.8 to -100.8 $ in five). With the default storage potential (highest price ahead) a few
+    iterations are too few here: it first learns to charge, then to discharge at the peak (schema 1: -106.5 $
+    before, -109.4 $ after five), so this case keeps the terminal-price shaping."""
     from vpprl.envs.fleet_config import Ownership
     from vpprl.training.evaluation import rollout
     from vpprl.training.train import Trainer
@@ -214,7 +216,7 @@ def test_short_training_beats_its_initial_policy():
     cfg = TrainConfig(seed=0, fleet=FleetConfig(num_homes=10, seed=0, ownership=Ownership(1.0, 0, 0, 0, 0, 0)),
                       agent=AgentConfig(train_batch_size=7680, minibatch_size=1920, num_envs_per_env_runner=8,
                                         lr=1e-3, storage_potential="terminal_price"),
-                      training=TrainingSettings(iterations=5), evaluate=False,
+                      training=TrainingSettings(iterations=8), evaluate=False,
                       tensorboard=False)
     trainer = Trainer(cfg, None)
     env = VppEnv(**cfg.env_kwargs(days="held_out"))  # scored as evaluated: held-out days, no shaping
