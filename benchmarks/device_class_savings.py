@@ -85,8 +85,9 @@ def evaluate_class(checkpoint: str, device_class: str | None, homes: int, days: 
     from vpprl.training.evaluation import EvaluateConfig
     from vpprl.training.rllib_adapter import RllibPolicy
 
-    learned = ShieldedPolicy(RllibPolicy(checkpoint=checkpoint), Shield())
-    floored = ShieldedPolicy(ev_floored_at_zero_net(RllibPolicy(checkpoint=checkpoint)), Shield())
+    policy = RllibPolicy(checkpoint=checkpoint)  # loaded once; stateless between steps, so both wrappers share it
+    learned = ShieldedPolicy(policy, Shield())
+    floored = ShieldedPolicy(ev_floored_at_zero_net(policy), Shield())
     fleet = FleetConfig(num_homes=homes, seed=1000, ownership=ownership_for(device_class))
     cfg = EvaluateConfig(task="price_arbitrage", fleet=fleet, num_homes=homes, seeds=[100 + i for i in range(len(days))],
                          start_days=days, policies=POLICIES + (["mpc"] if mpc else []), plots=False,

@@ -68,6 +68,10 @@ class ObservationBuilder:
             self.home[:, col[name]] = v
         self._start_weekday = fleet.profiles.start_weekday
         self._start_doy = fleet.profiles.start_day_of_year
+        # (up column, down column, device class, kW scale) and (column, device class), resolved once, not per step
+        self._range_cols = [(col[f"{prefix}_kw_up/{scale:g}"], col[f"{prefix}_kw_down/{scale:g}"], j, scale)
+                            for prefix, j, scale in _RANGE_FEATURES]
+        self._zero_net_cols = [(col["battery_action_to_zero_net"], BATTERY), (col["ev_action_to_zero_net"], EV)]
         self._backlog_scale = np.where(lay.flex_load.max_backlog_kwh > 0, 1.0 / np.maximum(
             lay.flex_load.max_backlog_kwh, 1e-9), 0.0)
 
@@ -102,18 +106,17 @@ class ObservationBuilder:
         h[:, c["flex_baseline_kw/100"]] = f.flex.baseline_kw / 100.0
         h[:, c["flex_backlog_rel"]] = f.flex.backlog_kwh * self._backlog_scale
         lo, own, hi = f.action_ranges()
-        for prefix, j, scale in _RANGE_FEATURES:
-            up, down = c[f"{prefix}_kw_up/{scale:g}"], c[f"{prefix}_kw_down/{scale:g}"]
+        for up, down, j, scale in self._range_cols:
             np.subtract(hi[j], own[j], out=h[:, up], casting="unsafe")
             h[:, up] /= scale
             np.subtract(own[j], lo[j], out=h[:, down], casting="unsafe")
             h[:, down] /= scale
         # the power change that zeroes the own-control net load, as a share of the device's range on that side
-        for prefix, j in (("battery", BATTERY), ("ev", EV)):
+        for column, j in self._zero_net_cols:
             span = np.where(default_kw > 0.0, own[j] - lo[j], hi[j] - own[j])
             with np.errstate(divide="ignore", invalid="ignore"):
                 zero_net = np.where(span > 1e-9, -default_kw / span, 0.0)
-            h[:, c[f"{prefix}_action_to_zero_net"]] = np.clip(zero_net, -1.0, 1.0)
+            h[:, column] = np.clip(zero_net, -1.0, 1.0)
         return h
 
     def build_globals(self) -> np.ndarray:
