@@ -32,7 +32,7 @@ import numpy as np
 
 from ..envs.devices import map_action
 from ..envs.fleet import BATTERY, EV, NUM_DEVICE_CLASSES, THERMOSTAT, WATER_HEATER, Fleet
-from ..envs.observation import BASE_GLOBAL_FEATURES, HOME_FEATURES
+from ..envs.observation import BASE_GLOBAL_FEATURES, HOME_FEATURES, site_power_scale_kw
 from ..envs.vpp_env import VppEnv
 from .shield import Shield
 
@@ -262,7 +262,7 @@ class CommFaultWrapper(gym.Wrapper):
             believed = vpp.agent_observations()
         fresh = np.min([est.age for est in self.estimators.values()], axis=0) == 0
         self._net_seen = np.where(fresh, f.net_kw, self._net_seen)
-        believed[:, self._col["net_kw_last/10"]] = self._net_seen / 10.0
+        believed[:, self._col["net_kw_last/site_kw"]] = self._net_seen / site_power_scale_kw(f.layout)
         home = obs[: n * width].reshape(n, width)
         home[:] = believed[:, :width]
         obs[n * width + self._aggregate_col] = float(self._net_seen.sum()) / n / 5.0

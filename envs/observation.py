@@ -11,9 +11,12 @@ import numpy as np
 
 from ..data.profiles import G
 from .fleet import BATTERY, EV, FLEX, THERMOSTAT, WATER_HEATER, Fleet
+from .fleet_builder import FleetLayout
 
 HOME_FEATURES: tuple[str, ...] = (
-    "base_load_kw/5", "pv_available_kw/5", "net_kw_last/10", "default_kw/10",
+    # the site's metered and own-control net load over its power scale (10 kW + a C&I site's flexible load
+    # scale, ``site_power_scale_kw``): a 100 kW site reads like a home instead of 10x outside the inputs' range
+    "base_load_kw/5", "pv_available_kw/5", "net_kw_last/site_kw", "default_kw/site_kw",
     "battery_soc", "battery_kwh/20", "battery_reserve_soc",
     "ev_connected", "ev_needed_kwh/50", "ev_hours_to_departure/24", "ev_charger_kw/11", "ev_v2g",
     "indoor_temp_rel_band", "hvac_heating_mode", "heat_pump_kw/5", "vulnerable",
@@ -39,7 +42,17 @@ BASE_GLOBAL_FEATURES: tuple[str, ...] = (
     "aggregate_kw_per_home/5",
 )
 # Bump when a feature changes meaning or scale but keeps its name: exported policies then refuse to load.
-OBSERVATION_SCHEMA_VERSION: int = 2  # 2: action-range features added
+OBSERVATION_SCHEMA_VERSION: int = 3  # 2: action-range features added; 3: site net loads over the site's scale
+#: kW that a home's net-load features are divided by; a C&I site adds its flexible load's scale
+HOME_POWER_SCALE_KW: float = 10.0
+
+
+def site_power_scale_kw(layout: FleetLayout) -> np.ndarray:
+    """(N,) kW that each site's net-load features are divided by: 10 kW for a home, 10 kW + the flexible
+    load's scale for a C&I site. Net loads of C&I sites (20-100 kW baselines) over a home's 10 kW put the
+    shared policy's inputs at 5-20, far outside what homes show it (|x| < 1.5), and its every action head
+    there (battery, thermostat, ...) with them."""
+    return (HOME_POWER_SCALE_KW + layout.flex_load.scale_kw).astype(np.float32)
 
 
 class ObservationBuilder:
@@ -72,6 +85,7 @@ class ObservationBuilder:
         self._range_cols = [(col[f"{prefix}_kw_up/{scale:g}"], col[f"{prefix}_kw_down/{scale:g}"], j, scale)
                             for prefix, j, scale in _RANGE_FEATURES]
         self._zero_net_cols = [(col["battery_action_to_zero_net"], BATTERY), (col["ev_action_to_zero_net"], EV)]
+        self._site_kw = site_power_scale_kw(lay)
         self._backlog_scale = np.where(lay.flex_load.max_backlog_kwh > 0, 1.0 / np.maximum(
             lay.flex_load.max_backlog_kwh, 1e-9), 0.0)
 
@@ -84,8 +98,8 @@ class ObservationBuilder:
             h[...] = self.home  # static columns
         h[:, c["base_load_kw/5"]] = f.base_load_kw / 5.0
         h[:, c["pv_available_kw/5"]] = f.pv.available_kw / 5.0
-        h[:, c["net_kw_last/10"]] = f.net_kw / 10.0
-        h[:, c["default_kw/10"]] = default_kw / 10.0
+        np.divide(f.net_kw, self._site_kw, out=h[:, c["net_kw_last/site_kw"]], casting="unsafe")
+        np.divide(default_kw, self._site_kw, out=h[:, c["default_kw/site_kw"]], casting="unsafe")
         h[:, c["battery_soc"]] = f.battery.soc
         h[:, c["ev_connected"]] = f.ev.connected
         h[:, c["ev_needed_kwh/50"]] = f.ev.energy_needed_kwh / 50.0

@@ -271,6 +271,26 @@ class TestFlexLoad:
         assert fl.settle_window()[0] == pytest.approx(20.0)
         assert fl.backlog_kwh[0] == 0.0
 
+    def test_energy_consumed_ahead_is_used_up_by_own_control(self):
+        """100 kW baseline, 30 % curtailable, 30 kW rebound, 120 kWh bank, 1-h steps: 30 kWh consumed ahead,
+        then own control draws 70 kW (the floor) and 100 kW once the bank is empty; nothing is left to waste at
+        the window's end."""
+        fl = FlexLoad(FlexLoadParams(arr(100.0), arr(0.3), arr(30.0), arr(120.0)), dt_h=1.0)
+        fl.update(arr(1.0))
+        fl.prepare()
+        fl.step(arr(130.0))
+        assert fl.backlog_kwh[0] == pytest.approx(-30.0)
+        fl.prepare()
+        assert fl.p_default[0] == pytest.approx(70.0)  # -30 kWh over 1 h, at the curtailment floor
+        fl.step(fl.p_default)
+        fl.prepare()
+        assert fl.p_default[0] == pytest.approx(100.0)
+        fl.step(arr(120.0))  # 20 kWh ahead
+        fl.prepare()
+        assert fl.p_default[0] == pytest.approx(80.0)
+        fl.step(fl.p_default)
+        assert fl.settle_window()[0] == pytest.approx(0.0) and fl.backlog_kwh[0] == 0.0
+
 
 class TestSolarAndActionMap:
     def test_solar_curtailment(self):

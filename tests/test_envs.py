@@ -149,6 +149,30 @@ def test_unknown_option_is_rejected():
         VppEnv(task="peak_shaving", num_home=3)
 
 
+def test_site_net_load_features_are_over_the_site_power_scale():
+    """A C&I site without other devices (no PV, no battery, nothing thermal) draws its home base load plus its
+    flexible load's baseline on its own; the net-load features divide that by 10 kW + the flexible load's
+    scale (a home: by 10 kW), so a 20-100 kW site stays in the range homes show the policy."""
+    from vpprl.envs.fleet_config import FleetConfig, Ownership
+
+    none = dict(battery=0.0, ev=0.0, pv=0.0, water_heater=0.0, thermostat=0.0)
+    env = VppEnv(fleet=FleetConfig(num_homes=40, seed=2, ownership=Ownership(**none, flex_load=0.5)))
+    env.reset(seed=0)
+    col = {name: j for j, name in enumerate(HOME_FEATURES)}
+    for _ in range(40):  # to 10:00
+        env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+    obs = env.home_observation().astype(np.float64)
+    scale = env.fleet.layout.flex_load.scale_kw.astype(np.float64)
+    sites, homes = scale > 0, scale == 0
+    assert sites.sum() >= 5 and homes.sum() >= 5 and scale[sites].min() >= 20.0
+    own_kw = obs[:, col["base_load_kw/5"]] * 5.0 + obs[:, col["flex_baseline_kw/100"]] * 100.0
+    np.testing.assert_allclose(obs[sites, col["default_kw/site_kw"]], own_kw[sites] / (10.0 + scale[sites]),
+                               rtol=1e-4)
+    np.testing.assert_allclose(obs[homes, col["default_kw/site_kw"]], own_kw[homes] / 10.0, rtol=1e-4)
+    # a baseline peaks at 2.35x its scale: under 2.5 (over 10 kW alone these sites read up to 23)
+    assert np.abs(obs[sites, col["net_kw_last/site_kw"]]).max() < 2.5
+
+
 def test_action_range_features_match_a_battery_and_an_ev_worked_by_hand():
     """+1 / -1 move a battery by its rated charge / discharge power (the physics clamps at the SoC limits
     after the mapping); a plugged-in EV 1 kWh short of its target charges 1 kWh / (efficiency * 0.25 h) on
@@ -178,7 +202,7 @@ def test_action_range_features_match_a_battery_and_an_ev_worked_by_hand():
     for name in ("ev_kw_up/10", "ev_kw_down/10", "ev_action_to_zero_net"):
         assert np.all(obs[away, col[name]] == 0.0)
     # the EV alone zeroes the net load: net > 0 is covered by charging less (and discharging, with V2G)
-    net = obs[plugged, col["default_kw/10"]].astype(np.float64) * 10.0
+    net = obs[plugged, col["default_kw/site_kw"]].astype(np.float64) * 10.0  # homes: 10 kW
     up = ev.max_charge_kw[plugged] * share - own
     down = own + ev.max_discharge_kw[plugged] * share
     expected = np.clip(np.where(net > 0, -net / down, -net / up), -1.0, 1.0)
@@ -191,7 +215,7 @@ def test_action_range_features_match_a_battery_and_an_ev_worked_by_hand():
     up, down = b.max_charge_kw[homes].astype(np.float64), b.max_discharge_kw[homes].astype(np.float64)
     np.testing.assert_allclose(obs[homes, col["battery_kw_up/5"]], up / 5.0, rtol=1e-6)
     np.testing.assert_allclose(obs[homes, col["battery_kw_down/5"]], down / 5.0, rtol=1e-6)
-    net = obs[homes, col["default_kw/10"]].astype(np.float64) * 10.0
+    net = obs[homes, col["default_kw/site_kw"]].astype(np.float64) * 10.0  # homes: 10 kW
     expected = np.clip(np.where(net > 0, -net / down, -net / up), -1.0, 1.0)
     assert (np.abs(expected) < 0.999).any() and (expected != 0).all()
     np.testing.assert_allclose(obs[homes, col["battery_action_to_zero_net"]], expected, rtol=1e-4, atol=1e-6)

@@ -148,7 +148,7 @@ def test_rllib_export_acts_like_rllib_policy_on_any_fleet_and_clips(rllib_checkp
     assert manifest["observation"]["width"] == ROW_WIDTH and manifest["observation"]["num_homes"] is None
     assert manifest["action"]["device_classes"] == list(DEVICE_CLASSES)
     assert manifest["training_config"]["fleet"]["num_homes"] == 4
-    assert manifest["observation_schema_version"] == 2
+    assert manifest["observation_schema_version"] == 3
 
 
 @pytest.mark.parametrize("agent", ["sb3_ppo", "sb3_sac"])
@@ -197,9 +197,10 @@ def test_loader_refuses_a_tampered_model(rllib_export, tmp_path):
 def test_loader_refuses_another_observation_schema_version(rllib_export, tmp_path, monkeypatch):
     from vpprl.envs import observation
 
-    monkeypatch.setattr(observation, "OBSERVATION_SCHEMA_VERSION", 3)  # the running code moved on
-    with pytest.raises(ValueError, match="observation_schema_version 2 differs from this vpprl's "
-                                         "OBSERVATION_SCHEMA_VERSION 3"):
+    current = observation.OBSERVATION_SCHEMA_VERSION
+    monkeypatch.setattr(observation, "OBSERVATION_SCHEMA_VERSION", current + 1)  # the running code moved on
+    with pytest.raises(ValueError, match=f"observation_schema_version {current} differs from this vpprl's "
+                                         f"OBSERVATION_SCHEMA_VERSION {current + 1}"):
         OnnxPolicy(rllib_export)
     monkeypatch.undo()
     export = copy_export(rllib_export, tmp_path / "old_schema")

@@ -2,7 +2,9 @@
 
 ``backlog_kwh`` is energy owed to the process: curtailing below the baseline adds to it,
 consuming above the baseline repays it (a negative backlog is energy consumed ahead of time).
-By default the site repays its backlog as fast as ``max_rebound_kw`` allows: the rebound.
+By default the site repays its backlog as fast as ``max_rebound_kw`` allows: the rebound; and energy
+consumed ahead (a pre-cooled cold store, a reservoir pumped early) is used up by its own control drawing
+less, down to the curtailment floor, as the process's own thermostat or level switch would.
 Each energy-neutral window (a day, ending at midnight) settles the backlog: what is still owed
 then is unserved process energy, a cost.
 """
@@ -52,7 +54,8 @@ class FlexLoad(Device):
         hi = b + np.minimum(p.max_rebound_kw, backlog_kw + self._max_backlog_kw)
         self.p_min = np.minimum(lo, b)
         self.p_max = np.maximum(hi, self.p_min)
-        self.p_default = np.clip(b + np.clip(backlog_kw, 0.0, p.max_rebound_kw), self.p_min, self.p_max)
+        self.p_default = np.clip(b + np.clip(backlog_kw, b * self._keep_fraction - b, p.max_rebound_kw),
+                                 self.p_min, self.p_max)
         self.p_lo, self.p_hi = self.p_min, self.p_max
 
     def step(self, p_kw: np.ndarray) -> np.ndarray:
