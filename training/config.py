@@ -53,12 +53,16 @@ class AgentConfig:
     :param storage_potential: how the training env's shaping values stored energy (``ScenarioConfig``):
         "terminal_price" or "highest_price_ahead" (potential-based: same optimal policy, earlier credit for
         storing before a price peak). Evaluation always scores the unshaped problem.
+    :param lr_final: RLlib (the SB3 agents keep ``lr``; their configs set null): anneal the learning rate linearly from ``lr`` to this over ``training.iterations``
+        (null: constant ``lr``): large steps early, small ones to settle the policy at the end. The schedule
+        counts iterations, not time: a run that a time budget ends early stops part-way down it.
     :param num_gpus_per_learner: RLlib: GPUs for the learner (0: learn on the CPU; 1 with a CUDA device
         present: the SGD passes run on it while the env runners sample on the CPUs).
     """
 
     name: str = "rllib_ppo"
     lr: float = 1e-3  # RLlib PPO's measured default (benchmarks in the README); the SB3 configs set 3e-4
+    lr_final: float | None = 1e-4  # 3 seeds, see README: every seed at or above its constant-lr twin
     gamma: float = 0.99
     gae_lambda: float = 0.95
     hidden: list[int] = field(default_factory=lambda: [64, 64])
@@ -84,6 +88,8 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if self.name not in AGENTS:
             raise ValueError(f"AgentConfig.name must be one of {list(AGENTS)}, got {self.name!r}")
+        if self.lr_final is not None:
+            check_ranges("AgentConfig", lr_final=(self.lr_final, 1e-8, 1.0))
         check_ranges("AgentConfig", lr=(self.lr, 1e-7, 1.0), gamma=(self.gamma, 0.0, 1.0),
                      gae_lambda=(self.gae_lambda, 0.0, 1.0), clip_param=(self.clip_param, 1e-3, 10.0),
                      vf_clip_param=(self.vf_clip_param, 1e-3, 1e9), initial_log_std=(self.initial_log_std, -10, 2),

@@ -59,7 +59,7 @@ def build_algorithm(cfg: TrainConfig, shield: Any = None):
     n = cfg.fleet.num_homes * fleets  # homes per env step
     config = (PPOConfig().env_runners(num_env_runners=a.num_env_runners).debugging(seed=cfg.seed)
               .learners(num_gpus_per_learner=a.num_gpus_per_learner))
-    common = {"num_epochs": a.num_epochs, "lr": a.lr, "gamma": a.gamma, "lambda_": a.gae_lambda,
+    common = {"num_epochs": a.num_epochs, "lr": learning_rate(cfg), "gamma": a.gamma, "lambda_": a.gae_lambda,
               "entropy_coeff": a.entropy_coeff, "clip_param": a.clip_param, "vf_clip_param": a.vf_clip_param,
               "grad_clip": a.grad_clip}
     if a.home_batch:
@@ -103,6 +103,17 @@ def build_algorithm(cfg: TrainConfig, shield: Any = None):
     if cfg.resume_from:
         algo.restore_from_path(str(Path(cfg.resume_from).resolve()))
     return algo
+
+
+def learning_rate(cfg: TrainConfig) -> float | list[list[float]]:
+    """``agent.lr``, or with ``agent.lr_final`` RLlib's piecewise-linear schedule from ``lr`` at the first step to
+    ``lr_final`` after ``training.iterations`` iterations. RLlib's clock is env steps sampled: with home batches
+    one env step is every home of the env's fleets at once (train_batch_size / homes per env step)."""
+    a = cfg.agent
+    if a.lr_final is None:
+        return a.lr
+    env_steps = max(1, a.train_batch_size // (cfg.fleet.num_homes * cfg.fleets_per_env)) * cfg.training.iterations
+    return [[0, a.lr], [env_steps, a.lr_final]]
 
 
 def env_runner_nodes(algo) -> list[str]:
