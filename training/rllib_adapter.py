@@ -176,16 +176,15 @@ class RllibPolicy(Policy):
                 raise ValueError(f"expected one RLModule under {modules}, found {[p.name for p in found]}")
             module = RLModule.from_checkpoint(str(found[0].resolve()))
         self.module = module
+        # the same deterministic action the ONNX export traces (one implementation of clip / tanh)
+        from ..deployment.torch_actors import RllibActor
+
+        self._actor = RllibActor(module)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         rows = home_rows(np.asarray(obs, dtype=np.float32), int(self.module.observation_space.shape[-1]))
         with self._torch.no_grad():
-            if hasattr(self.module, "deterministic_action"):  # the home-batch module: knows its squashing
-                return self.module.deterministic_action(self._torch.as_tensor(rows)).numpy().astype(np.float32).ravel()
-            out = self.module.forward_inference({"obs": self._torch.as_tensor(rows)})
-        logits = out["action_dist_inputs"].numpy()
-        mean = logits[:, : logits.shape[1] // 2]
-        return np.clip(mean, -1.0, 1.0).astype(np.float32).ravel()
+            return self._actor(self._torch.as_tensor(rows)).numpy().astype(np.float32).ravel()
 
 
 def home_rows(obs: np.ndarray, width: int) -> np.ndarray:
