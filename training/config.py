@@ -53,9 +53,10 @@ class AgentConfig:
     :param storage_potential: how the training env's shaping values stored energy (``ScenarioConfig``):
         "terminal_price" or "highest_price_ahead" (potential-based: same optimal policy, earlier credit for
         storing before a price peak). Evaluation always scores the unshaped problem.
-    :param lr_final: RLlib (the SB3 agents keep ``lr``; their configs set null): anneal the learning rate linearly from ``lr`` to this over ``training.iterations``
+    :param lr_final: RLlib: anneal the learning rate linearly from ``lr`` to this over ``training.iterations``
         (null: constant ``lr``): large steps early, small ones to settle the policy at the end. The schedule
-        counts iterations, not time: a run that a time budget ends early stops part-way down it.
+        counts iterations, not time: a run that a time budget ends early stops part-way down it. The SB3
+        agents keep ``lr`` (their configs set null).
     :param num_gpus_per_learner: RLlib: GPUs for the learner (0: learn on the CPU; 1 with a CUDA device
         present: the SGD passes run on it while the env runners sample on the CPUs).
     """
