@@ -16,7 +16,8 @@ Reports per fleet size: share of the oracle's savings over no control (pooled ov
 return gain / mean oracle gain), whether the policy beats the best rule, hard-limit violations (battery
 reserve, service limit, device power limits: kWh outside them), EV energy unmet (% of energy asked for),
 the points lost against the small fleet on the same episodes (the 2,000-home fleet runs one day: the small
-fleet is evaluated on that day too), and the end-to-end training throughput. Prints a table and writes benchmarks/results/train_quality.json.
+fleet is evaluated on that day too), and the end-to-end training throughput. Prints a table and writes
+benchmarks/results/train_quality.json.
 """
 
 from __future__ import annotations
