@@ -121,6 +121,22 @@ def test_sb3_baselines_train_and_checkpoint_loads(tmp_path, agent):
     assert policy.act(obs).shape == env.action_space.shape
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", ["sb3_ppo", "sb3_sac"])
+def test_sb3_learning_rate_anneals_to_lr_final_by_iteration(tmp_path, agent):
+    """SB3 keeps one rate per iteration (training calls ``learn`` once per iteration): lr 1e-3 -> lr_final 1e-4
+    over 3 iterations is, by hand, 1e-3, 5.5e-4, 1e-4 in the optimizer; lr_final null keeps 1e-3."""
+    from vpprl.training.train import Trainer
+
+    for lr_final, want in ((1e-4, [1e-3, 5.5e-4, 1e-4]), (None, [1e-3] * 3)):
+        cfg = tiny(tmp_path, agent, tensorboard=False, evaluate=False)
+        cfg.agent.lr, cfg.agent.lr_final, cfg.training.iterations = 1e-3, lr_final, 3
+        cfg.agent.train_batch_size = 120  # SAC: past its 100 warm-up steps within the first iteration
+        trainer = Trainer(cfg, None)
+        seen = [trainer.step()["learning_rate"] for _ in range(3)]
+        np.testing.assert_allclose(seen, want, rtol=1e-9)
+
+
 def test_train_config_validation():
     with pytest.raises(ValueError, match=r"AgentConfig.name must be one of"):
         AgentConfig(name="dqn")

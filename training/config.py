@@ -53,10 +53,11 @@ class AgentConfig:
     :param storage_potential: how the training env's shaping values stored energy (``ScenarioConfig``):
         "terminal_price" or "highest_price_ahead" (potential-based: same optimal policy, earlier credit for
         storing before a price peak). Evaluation always scores the unshaped problem.
-    :param lr_final: RLlib: anneal the learning rate linearly from ``lr`` to this over ``training.iterations``
-        (null: constant ``lr``): large steps early, small ones to settle the policy at the end. The schedule
-        counts iterations, not time: a run that a time budget ends early stops part-way down it. The SB3
-        agents keep ``lr`` (their configs set null).
+    :param lr_final: anneal the learning rate linearly from ``lr`` to this over ``training.iterations``
+        (null: constant ``lr``): large steps early, small ones to settle the policy at the end. RLlib: a line
+        on its env-step clock; SB3: one rate per iteration, ``lr`` in the first, ``lr_final`` in the last (its
+        configs set null: the baselines were measured at a constant rate). The schedule counts iterations, not
+        time: a run that a time budget ends early stops part-way down it.
     :param num_gpus_per_learner: RLlib: GPUs for the learner (0: learn on the CPU; 1 with a CUDA device
         present: the SGD passes run on it while the env runners sample on the CPUs).
     """

@@ -38,11 +38,28 @@ def build_model(cfg: TrainConfig, env):
                policy_kwargs=policy_kwargs, seed=cfg.seed, verbose=0, device="cpu", learning_starts=100)
 
 
-def train_iteration(model, steps: int, num_homes: int) -> dict[str, float]:
+def learning_rate_at(cfg: TrainConfig, iteration: int) -> float:
+    """The rate of iteration ``iteration`` (0-based): ``agent.lr``, or with ``agent.lr_final`` the straight line
+    from ``lr`` in the first iteration to ``lr_final`` in the last (one rate per iteration: SB3's own schedules
+    follow the progress of one ``learn`` call, and training calls it once per iteration)."""
+    a, n = cfg.agent, cfg.training.iterations
+    if a.lr_final is None or n <= 1:
+        return a.lr
+    return a.lr + (a.lr_final - a.lr) * min(iteration, n - 1) / (n - 1)
+
+
+def train_iteration(model, cfg: TrainConfig) -> dict[str, float]:
+    """One rollout of ``agent.train_batch_size`` env steps and its updates, at this iteration's rate."""
+    from stable_baselines3.common.utils import ConstantSchedule
+
+    steps = cfg.agent.train_batch_size
+    model.lr_schedule = ConstantSchedule(learning_rate_at(cfg, int(model.num_timesteps) // steps))
     model.learn(total_timesteps=steps, reset_num_timesteps=False)
     returns = [ep["r"] for ep in model.ep_info_buffer]
+    optimizer = model.actor.optimizer if hasattr(model, "actor") else model.policy.optimizer  # SAC / PPO
     return {"episode_return": float(np.mean(returns)) if returns else float("nan"),
-            "home_steps": float(model.num_timesteps) * num_homes}
+            "learning_rate": float(optimizer.param_groups[0]["lr"]),
+            "home_steps": float(model.num_timesteps) * cfg.fleet.num_homes}
 
 
 def save(model, path: Path) -> Path:

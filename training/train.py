@@ -66,7 +66,7 @@ class Trainer:
     def step(self) -> dict[str, float]:
         if self.cfg.agent.name == "rllib_ppo":
             return self._rl.train_iteration(self.algo, self.cfg)
-        return self._sb3.train_iteration(self.model, self.cfg.agent.train_batch_size, self.cfg.fleet.num_homes)
+        return self._sb3.train_iteration(self.model, self.cfg)
 
     def progress(self) -> tuple[int, float]:
         """(iterations, home-steps) done so far: both 0 for a fresh run, the checkpoint's on ``resume_from``."""
