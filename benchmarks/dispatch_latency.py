@@ -31,17 +31,17 @@ def random_export(out: Path) -> Path:
     """An ONNX export of an untrained home-batch module (random weights), as vpprl-export writes it."""
     import gymnasium as gym
     import torch
-    from omegaconf import OmegaConf
     from vpprl.deployment.export import export_policy
     from vpprl.envs import FleetConfig
     from vpprl.envs.devices import DEVICE_CLASSES
     from vpprl.envs.observation import BASE_GLOBAL_FEATURES, HOME_FEATURES
-    from vpprl.training.checkpoints import RUN_CONFIG
+    from vpprl.envs.tasks.price_arbitrage import PriceArbitrage
+    from vpprl.training.checkpoints import write_run_config
     from vpprl.training.config import AgentConfig, TrainConfig
     from vpprl.training.rllib_home_batch import SharedHomeModule
 
     torch.manual_seed(0)
-    width = len(HOME_FEATURES) + len(BASE_GLOBAL_FEATURES) + 5  # price arbitrage adds five globals
+    width = len(HOME_FEATURES) + len(BASE_GLOBAL_FEATURES) + len(PriceArbitrage.obs_names)
     module = SharedHomeModule(observation_space=gym.spaces.Box(-np.inf, np.inf, (width,), np.float32),
                               action_space=gym.spaces.Box(-1.0, 1.0, (len(DEVICE_CLASSES),), np.float32),
                               model_config={"hidden": [128, 128], "activation": "tanh"})
@@ -49,7 +49,7 @@ def random_export(out: Path) -> Path:
     module.save_to_path(str(checkpoint / "learner_group" / "learner" / "rl_module" / "default_policy"))
     (checkpoint / "rllib_checkpoint.json").write_text("{}")
     cfg = TrainConfig(fleet=FleetConfig(num_homes=20, seed=0), agent=AgentConfig(name="rllib_ppo", hidden=[128, 128]))
-    OmegaConf.save(OmegaConf.structured(cfg), checkpoint / RUN_CONFIG)
+    write_run_config(cfg, checkpoint)
     return export_policy(checkpoint, out / "export")
 
 

@@ -42,7 +42,9 @@ BASE_GLOBAL_FEATURES: tuple[str, ...] = (
     "aggregate_kw_per_home/5",
 )
 # Bump when a feature changes meaning or scale but keeps its name: exported policies then refuse to load.
-OBSERVATION_SCHEMA_VERSION: int = 3  # 2: action-range features added; 3: site net loads over the site's scale
+# 2: action-range features added; 3: site net loads over the site's scale; 4: the price-arbitrage task's price
+# rank features (``price_cheaper_h_next_24h/24``, ``price_dearer_h_next_24h/24``)
+OBSERVATION_SCHEMA_VERSION: int = 4
 #: kW that a home's net-load features are divided by; a C&I site adds its flexible load's scale
 HOME_POWER_SCALE_KW: float = 10.0
 

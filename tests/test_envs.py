@@ -222,3 +222,27 @@ def test_action_range_features_match_a_battery_and_an_ev_worked_by_hand():
     none = b.capacity_kwh == 0
     for name in ("battery_kw_up/5", "battery_kw_down/5", "battery_action_to_zero_net"):
         assert np.all(obs[none, col[name]] == 0.0)
+
+
+def _tuesday_start_seconds(env: VppEnv, hour: int) -> int:
+    """Seconds from the data's first row to ``hour``:00 of its first Tuesday after day 30 (the calendar from
+    Python's datetime, not the tariff code), so that the next 24 hours are Tuesday and Wednesday."""
+    import datetime
+
+    first = env.fleet.profiles.start_date()
+    day = next(d for d in range(30, 40) if (first + datetime.timedelta(days=d)).weekday() == 1)
+    return day * 86400 + hour * 3600
+
+
+@pytest.mark.parametrize("hour, cheaper_h, dearer_h", [(18, 19.0, 0.0), (10, 10.0, 5.0)])
+def test_price_rank_features_match_the_tariff_worked_by_hand(hour, cheaper_h, dearer_h):
+    """The default time-of-use tariff (weekdays: off-peak before 07:00 and from 21:00, mid-peak 07-16, on-peak
+    16-21). Tuesday 18:00 (on-peak): of the next 24 hours, Tuesday 18-21 and Wednesday 16-18 are on-peak, the
+    other 19 cheaper, none dearer. Tuesday 10:00 (mid-peak): 21:00-07:00 (10 h) cheaper, 16-21 (5 h) dearer."""
+    env = VppEnv(num_homes=4, seed=0)
+    obs, _ = env.reset(seed=0, options={"start_seconds": _tuesday_start_seconds(env, hour)})
+    names = list(env.global_features)
+    glob = obs[-len(names):] if obs.ndim == 1 else None
+    assert glob is not None
+    assert glob[names.index("price_arbitrage.price_cheaper_h_next_24h/24")] == pytest.approx(cheaper_h / 24)
+    assert glob[names.index("price_arbitrage.price_dearer_h_next_24h/24")] == pytest.approx(dearer_h / 24)

@@ -16,16 +16,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 from vpprl.deployment.onnx_policy import OnnxPolicy
 from vpprl.envs import FleetConfig, VppEnv
 from vpprl.envs.devices import DEVICE_CLASSES
 from vpprl.envs.observation import BASE_GLOBAL_FEATURES, HOME_FEATURES
-from vpprl.training.checkpoints import RUN_CONFIG
+from vpprl.training.checkpoints import write_run_config
 from vpprl.training.config import AgentConfig, TrainConfig
 
 ATOL = 5e-5  # = deployment.export.CHECK_TOLERANCE: float32 sums differ by ~1e-5 between ONNX Runtime and torch
-PRICE_ARBITRAGE_GLOBALS = len(BASE_GLOBAL_FEATURES) + 5  # the task adds five price features
+PRICE_ARBITRAGE_GLOBALS = len(BASE_GLOBAL_FEATURES) + 7  # the task adds seven price features
 ROW_WIDTH = len(HOME_FEATURES) + PRICE_ARBITRAGE_GLOBALS
 
 
@@ -33,11 +32,6 @@ def run_config(agent: str, num_homes: int = 3) -> TrainConfig:
     return TrainConfig(fleet=FleetConfig(num_homes=num_homes, seed=0), episode_hours=6.0,
                        eval_policies=["no_control"],
                        agent=AgentConfig(name=agent, hidden=[32, 32], train_batch_size=64, minibatch_size=32))
-
-
-def write_run_config(cfg: TrainConfig, checkpoint: Path) -> None:
-    """What ``vpprl-train`` writes beside the weights (``train._save``)."""
-    OmegaConf.save(OmegaConf.structured(cfg), checkpoint / RUN_CONFIG)
 
 
 def observations(num_homes: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -144,11 +138,11 @@ def test_rllib_export_acts_like_rllib_policy_on_any_fleet_and_clips(rllib_checkp
     assert manifest["observation"]["home_features"] == list(HOME_FEATURES)
     globals_ = manifest["observation"]["global_features"]
     assert globals_[: len(BASE_GLOBAL_FEATURES)] == list(BASE_GLOBAL_FEATURES)
-    assert globals_[-1] == "price_arbitrage.hours_to_max_price_next_12h/12"
+    assert globals_[-1] == "price_arbitrage.price_dearer_h_next_24h/24"
     assert manifest["observation"]["width"] == ROW_WIDTH and manifest["observation"]["num_homes"] is None
     assert manifest["action"]["device_classes"] == list(DEVICE_CLASSES)
     assert manifest["training_config"]["fleet"]["num_homes"] == 4
-    assert manifest["observation_schema_version"] == 3
+    assert manifest["observation_schema_version"] == 4
 
 
 @pytest.mark.parametrize("agent", ["sb3_ppo", "sb3_sac"])
@@ -180,7 +174,7 @@ def test_act_rejects_observations_of_the_wrong_width(rllib_export, sb3_export):
     with pytest.raises(ValueError, match="neither per-home rows"):
         rllib.act(np.zeros(2 * len(HOME_FEATURES) + PRICE_ARBITRAGE_GLOBALS + 1, dtype=np.float32))
     vector, _ = observations(4)  # a 4-home observation for a policy of exactly 3 homes
-    with pytest.raises(ValueError, match=r"exactly 124 values \(3 homes x 36 home features \+ 16 global"):
+    with pytest.raises(ValueError, match=r"exactly 126 values \(3 homes x 36 home features \+ 18 global"):
         sb3.act(vector)
 
 
@@ -192,6 +186,37 @@ def test_loader_refuses_a_tampered_model(rllib_export, tmp_path):
     with pytest.raises(ValueError, match=r"policy.onnx: SHA-256 [0-9a-f]{64} does not match the manifest's "
                                          r"model_sha256"):
         OnnxPolicy(export)
+
+
+def test_checkpoint_of_another_observation_schema_is_refused_at_load_and_resume(rllib_checkpoint, tmp_path):
+    """A checkpoint's weights read the rows of the schema they were trained on: loading, exporting or resuming
+    one of another schema (or one written before the schema was recorded) stops with the field and both
+    versions named, before any weights are read."""
+    from vpprl.deployment.export import export_policy
+    from vpprl.envs import observation
+    from vpprl.training.checkpoints import RUN_CONFIG, load_policy
+    from vpprl.training.train import check_resumable
+
+    current = observation.OBSERVATION_SCHEMA_VERSION
+    src, _ = rllib_checkpoint
+    for label, edit in (("older", lambda text: text.replace(f"observation_schema_version: {current}",
+                                                           "observation_schema_version: 3")),
+                        ("unrecorded", lambda text: text.replace(f"observation_schema_version: {current}\n", ""))):
+        checkpoint = Path(shutil.copytree(src, tmp_path / label / "checkpoint"))
+        settings = checkpoint / RUN_CONFIG
+        text = settings.read_text()
+        assert f"observation_schema_version: {current}\n" in text  # written by write_run_config
+        settings.write_text(edit(text))
+        was = "schema 3" if label == "older" else r"schema 3 or older \(no observation_schema_version"
+        with pytest.raises(ValueError, match=f"checkpoint: .* was trained on observation {was}.*this vpprl builds "
+                                             f"observation schema {current}"):
+            load_policy(str(checkpoint))
+        with pytest.raises(ValueError, match=f"checkpoint: .* trained on observation {was}"):
+            export_policy(checkpoint, tmp_path / label / "export")
+        cfg = run_config("rllib_ppo", num_homes=4)
+        cfg.resume_from = str(checkpoint)
+        with pytest.raises(ValueError, match=f"resume_from: .* trained on observation {was}"):
+            check_resumable(cfg)
 
 
 def test_loader_refuses_another_observation_schema_version(rllib_export, tmp_path, monkeypatch):

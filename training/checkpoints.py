@@ -9,14 +9,39 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from ..agents.policy import Policy
 from ..deployment.shield import Shield, ShieldConfig
 from ..deployment.shielded_policy import ShieldedPolicy
-from .config import CHECKPOINT_MARKERS
+from ..envs import observation
+from .config import CHECKPOINT_MARKERS, TrainConfig
 
 RUN_CONFIG = "vpprl_config.yaml"
+#: the run settings' key for the observation schema the weights were trained on
+SCHEMA_KEY = "observation_schema_version"
+UNRECORDED_SCHEMA = 3  # settings written before the key: schema 3 or older
+
+
+def write_run_config(cfg: TrainConfig, checkpoint: Path) -> Path:
+    """The run's settings beside its weights, with the observation schema they were trained on."""
+    settings = OmegaConf.structured(cfg)
+    with open_dict(settings):
+        settings[SCHEMA_KEY] = observation.OBSERVATION_SCHEMA_VERSION
+    OmegaConf.save(settings, Path(checkpoint) / RUN_CONFIG)
+    return Path(checkpoint) / RUN_CONFIG
+
+
+def check_observation_schema(field_name: str, run: dict, path: str) -> None:
+    """ValueError unless the checkpoint's weights were trained on this vpprl's observation schema (another
+    schema's rows have other features, or the same features in other units). Settings without the key were
+    written before it was recorded, by schema 3 or older: read as 3."""
+    schema = run.get(SCHEMA_KEY, UNRECORDED_SCHEMA)
+    if schema != observation.OBSERVATION_SCHEMA_VERSION:
+        was = f"schema {schema}" + ("" if SCHEMA_KEY in run else f" or older (no {SCHEMA_KEY} in {RUN_CONFIG})")
+        raise ValueError(f"{field_name}: {path} was trained on observation {was}, this vpprl builds observation "
+                         f"schema {observation.OBSERVATION_SCHEMA_VERSION} (docs/architecture.md, Observation): "
+                         f"its weights would read other features; train it again with this version")
 
 
 def check_policy_checkpoint(field_name: str, path: str) -> dict:
@@ -34,6 +59,7 @@ def check_policy_checkpoint(field_name: str, path: str) -> dict:
                          f"(learned agents: {sorted(CHECKPOINT_MARKERS)})")
     if not (p / marker).is_file():
         raise FileNotFoundError(f"{field_name}: {p} has {RUN_CONFIG} but no {marker}: is the checkpoint complete?")
+    check_observation_schema(field_name, run, str(p))
     return run
 
 

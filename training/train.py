@@ -29,7 +29,7 @@ from ..deployment.shield import Shield, ShieldConfig
 from ..deployment.shielded_policy import ShieldedPolicy
 from ..envs.fleet_config import FleetConfig
 from ..envs.vpp_env import VppEnv
-from .checkpoints import RUN_CONFIG
+from .checkpoints import RUN_CONFIG, check_observation_schema, write_run_config
 from .cli import check_known_keys, user_errors
 from .config import YARDSTICKS, TrainConfig
 from .evaluation import EvaluateConfig, rollout
@@ -153,6 +153,7 @@ def check_resumable(cfg: TrainConfig) -> None:
         raise FileNotFoundError(f"resume_from: {saved_path} is missing: the checkpoint was not written by "
                                 f"vpprl-train (or by an older version), so its settings cannot be checked")
     saved = OmegaConf.load(saved_path)
+    check_observation_schema("resume_from", OmegaConf.to_container(saved), cfg.resume_from)
     mine = OmegaConf.structured(cfg)
     keys = RESUME_KEYS + (("fleet.num_homes",) if cfg.agent.name.startswith("sb3") else ())
     defaults = OmegaConf.structured(TrainConfig)  # a key the checkpoint's version did not have: its default then
@@ -249,7 +250,7 @@ def train(cfg: TrainConfig, probe_env: VppEnv | None = None) -> dict:
 def _save(trainer: Trainer, cfg: TrainConfig, path: Path) -> Path:
     """The trainer's checkpoint plus the run's settings beside it (``resume_from`` checks them)."""
     checkpoint = trainer.save(path)
-    OmegaConf.save(OmegaConf.structured(cfg), checkpoint / RUN_CONFIG)
+    write_run_config(cfg, checkpoint)
     return checkpoint
 
 
