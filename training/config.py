@@ -8,6 +8,7 @@ from typing import Any
 
 from ..agents.rule_based import RuleConfig
 from ..deployment.wrappers import MAX_PENALTY_PER_KWH
+from ..envs.devices import DEVICE_CLASSES
 from ..envs.fleet_config import FleetConfig
 from ..envs.programs import task_params_under
 from ..envs.tasks import TASKS
@@ -37,6 +38,9 @@ class AgentConfig:
     :param home_batch: RLlib only: hand RLlib the fleet as one env whose rows are homes (fast) instead of
         one agent per home (the reference MultiAgentEnv path); the same learning problem either way.
     :param initial_log_std: RLlib home-batch module: the Gaussian's starting log-std (exploration).
+    :param initial_log_std_by_class: RLlib home-batch module: the starting log-std of the device classes named
+        (``envs.devices.DEVICE_CLASSES``), instead of ``initial_log_std``: less noise where it drowns a class's
+        own signal (the battery and the EV), as much where the learning needs it (thermal devices).
     :param num_envs_per_env_runner: RLlib home-batch: fleets stepped side by side per env runner (more
         home rows per forward pass for a small fleet).
     :param fleets_in_one_pass: RLlib home-batch: simulate an env runner's fleets in one vectorized env, each
@@ -78,6 +82,7 @@ class AgentConfig:
     grad_clip: float | None = 0.5
     home_batch: bool = True
     initial_log_std: float = -0.5
+    initial_log_std_by_class: dict[str, float] = field(default_factory=lambda: {"battery": -1.0, "ev": -1.0})
     num_envs_per_env_runner: int = 16
     fleets_in_one_pass: str = "auto"
     resample_fleet: bool = True
@@ -101,6 +106,12 @@ class AgentConfig:
                      num_envs_per_env_runner=(self.num_envs_per_env_runner, 1, 4096),
                      entropy_coeff=(self.entropy_coeff, 0.0, 1.0),
                      num_gpus_per_learner=(self.num_gpus_per_learner, 0.0, 16.0))
+        unknown = sorted(set(self.initial_log_std_by_class) - set(DEVICE_CLASSES))
+        if unknown:
+            raise ValueError(f"AgentConfig.initial_log_std_by_class: unknown device class(es) {unknown}; allowed: "
+                             f"{list(DEVICE_CLASSES)}")
+        for name, value in self.initial_log_std_by_class.items():
+            check_ranges("AgentConfig", **{f"initial_log_std_by_class.{name}": (value, -10, 2)})
         if self.action_distribution not in ACTION_DISTRIBUTIONS:
             raise ValueError(f"AgentConfig.action_distribution must be one of {list(ACTION_DISTRIBUTIONS)}, "
                              f"got {self.action_distribution!r}")

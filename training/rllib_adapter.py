@@ -75,6 +75,7 @@ def build_algorithm(cfg: TrainConfig, shield: Any = None):
                   .env_runners(num_envs_per_env_runner=a.num_envs_per_env_runner // fleets)
                   .rl_module(rl_module_spec=RLModuleSpec(module_class=SharedHomeModule, model_config={
                       "hidden": list(a.hidden), "activation": "tanh", "initial_log_std": a.initial_log_std,
+                      "initial_log_std_by_class": dict(a.initial_log_std_by_class),
                       "action_distribution": a.action_distribution}))
                   .learners(learner_class=HomeBatchPPOLearner)
                   .training(train_batch_size_per_learner=fleet_steps,

@@ -78,6 +78,19 @@ class SquashedHomeGaussian(TorchSquashedGaussian):
         return TorchDeterministic(loc=torch.tanh(self.loc))
 
 
+def initial_log_std(n_actions: int, default: float, by_class: dict[str, float]) -> torch.Tensor:
+    """(n_actions,) starting log-stds: ``default`` for every device class but those ``by_class`` names."""
+    from ..envs.devices import DEVICE_CLASSES
+
+    if n_actions != len(DEVICE_CLASSES) and by_class:
+        raise ValueError(f"initial_log_std_by_class needs one action per device class {list(DEVICE_CLASSES)}, "
+                         f"the module has {n_actions}")
+    init = torch.full((n_actions,), default)
+    for name, value in by_class.items():
+        init[DEVICE_CLASSES.index(name)] = float(value)
+    return init
+
+
 class SharedHomeModule(TorchRLModule, ValueFunctionAPI):
     """One actor and one critic applied to every home's row: input (..., F) -> output (..., *).
 
@@ -85,7 +98,8 @@ class SharedHomeModule(TorchRLModule, ValueFunctionAPI):
     and on any N (the policy transfers to bigger fleets). The Gaussian's log-std is a learned
     per-device-class parameter, independent of the state (steadier than a state-dependent one).
     ``model_config``: ``hidden`` (layer widths), ``activation`` ("tanh" or "relu"),
-    ``initial_log_std``, ``action_distribution`` ("gaussian": clipped to [-1, 1] by the env; or
+    ``initial_log_std``, ``initial_log_std_by_class`` ({device class: log-std}, overriding it for those classes),
+    ``action_distribution`` ("gaussian": clipped to [-1, 1] by the env; or
     "squashed_gaussian": tanh-squashed, see :class:`SquashedHomeGaussian`).
     """
 
@@ -97,7 +111,8 @@ class SharedHomeModule(TorchRLModule, ValueFunctionAPI):
         self.n_actions = int(self.action_space.shape[-1])
         self.pi = _mlp(n_features, hidden, self.n_actions, activation, out_gain=0.01)
         self.vf = _mlp(n_features, hidden, 1, activation, out_gain=1.0)
-        self.log_std = nn.Parameter(torch.full((self.n_actions,), float(cfg.get("initial_log_std", -0.5))))
+        self.log_std = nn.Parameter(initial_log_std(self.n_actions, float(cfg.get("initial_log_std", -0.5)),
+                                                    dict(cfg.get("initial_log_std_by_class") or {})))
         self.squashed = cfg.get("action_distribution", "gaussian") == "squashed_gaussian"
         self.action_dist_cls = SquashedHomeGaussian if self.squashed else TorchDiagGaussian
 

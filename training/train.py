@@ -283,6 +283,8 @@ def _log_hparams(writer, cfg: TrainConfig, summary: list[dict], iterations: int)
               "minibatch_size": a.minibatch_size, "num_epochs": a.num_epochs,
               "entropy_coeff": a.entropy_coeff, "home_batch": a.home_batch, "iterations": iterations,
               "initial_log_std": a.initial_log_std, "action_distribution": a.action_distribution,
+              "lr_final": a.lr if a.lr_final is None else a.lr_final,
+              **{f"initial_log_std_{k}": v for k, v in sorted(a.initial_log_std_by_class.items())},
               "storage_potential": a.storage_potential, "fleets_per_env": cfg.fleets_per_env}
     metrics = {f"hparam/{k}": float(mine[k]) for k in ("return", "oracle_savings_captured")
                if k in mine and mine[k] == mine[k]} or {"hparam/return": float("nan")}
