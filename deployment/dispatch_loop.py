@@ -129,6 +129,9 @@ class Dispatcher:
                  clock: Callable[[], float] = time.time) -> None:
         self.twin, self.policy, self.links, self.journal = twin, policy, links, journal
         self.config = config or DispatchConfig()
+        if twin.clocks != 1:
+            raise ValueError(f"Dispatcher: the twin simulates {twin.clocks} fleets in one pass (fleet_seeds);"
+                             f" a dispatch loop commands one fleet: build the twin without fleet_seeds")
         if abs(self.config.cadence_s - twin.fleet.dt_s) > 1e-9:
             raise ValueError(f"DispatchConfig.cadence_s ({self.config.cadence_s} s) must equal the twin's step dt_s "
                              f"({twin.fleet.dt_s} s): the twin advances one step per cycle")

@@ -77,3 +77,18 @@ def test_tensorboard_gets_kpis_and_figures(tmp_path):
     tags = acc.Tags()
     assert "eval/rule_based/energy_cost" in tags["scalars"]
     assert "plots/aggregate_load" in tags["images"]
+
+
+def test_rollout_and_dispatcher_refuse_an_env_of_several_fleets():
+    """An env simulating two fleets in one pass (training's fleets-in-one-pass) has no single KPI row or
+    dispatch cycle: both stop at once, naming the caller and the number of fleets."""
+    from vpprl.agents.rule_based import RuleBased
+    from vpprl.deployment.dispatch_loop import Dispatcher
+    from vpprl.envs import VppEnv
+    from vpprl.training.evaluation import rollout
+
+    env = VppEnv(num_homes=2, fleet_seeds=[0, 1])
+    with pytest.raises(ValueError, match=r"rollout: the env simulates 2 fleets in one pass \(fleet_seeds\)"):
+        rollout(env, RuleBased(), seed=0, start_day=None)
+    with pytest.raises(ValueError, match=r"Dispatcher: the twin simulates 2 fleets in one pass \(fleet_seeds\)"):
+        Dispatcher(env, RuleBased(), links={}, journal=None)

@@ -184,8 +184,17 @@ def make_env(cfg: EvaluateConfig, start_days_field: str = "start_days") -> VppEn
     return env
 
 
+def check_one_fleet(caller: str, env: VppEnv) -> None:
+    """ValueError unless ``env`` simulates one fleet: a KPI row, a trace and a dispatch cycle are one fleet's
+    (an env with K ``fleet_seeds`` runs K fleets on K clocks in one pass, for training)."""
+    if env.clocks != 1:
+        raise ValueError(f"{caller}: the env simulates {env.clocks} fleets in one pass (fleet_seeds); "
+                         f"evaluation scores one fleet: build the env without fleet_seeds")
+
+
 def rollout(env: VppEnv, policy: Policy, seed: int, start_day: int | None) -> tuple[dict, dict]:
     """One episode: (KPI row, per-step trace for plots). ``start_day`` None keeps the env's choice."""
+    check_one_fleet("rollout", env)
     env.set_start_day(start_day)
     env.set_perfect_foresight(policy.sees_future)
     obs, _ = env.reset(seed=seed)
