@@ -250,16 +250,18 @@ def test_squashed_policy_gradient_is_unbiased_up_to_the_bounded_mean():
 
 
 def test_initial_log_std_by_class_sets_each_class_exploration_noise():
-    """A fresh module's sampled actions spread by exp(log-std) of their class: by default 0.37 (e^-1) for the
-    battery and the EV, 0.61 (e^-0.5) for the rest, measured from 20,000 samples around the mean; a class name
-    that is not a device class, or a log-std outside [-10, 2], stops at start-up naming the field."""
+    """A fresh module's sampled actions spread by exp(log-std) of their class: with {battery: -1, ev: -1} 0.37
+    (e^-1) for those two, 0.61 (e^-0.5, ``initial_log_std``) for the rest, measured from 20,000 samples around the
+    mean; a class name that is not a device class, or a log-std outside [-10, 2], stops at start-up naming the
+    field."""
     import torch
     from vpprl.envs.devices import DEVICE_CLASSES
     from vpprl.training.config import AgentConfig
     from vpprl.training.rllib_home_batch import SharedHomeModule
 
     torch.manual_seed(0)
-    agent = AgentConfig()
+    agent = AgentConfig(initial_log_std_by_class={"battery": -1.0, "ev": -1.0})
+    assert AgentConfig().initial_log_std_by_class == {}  # the default: initial_log_std for every class
     env = VppHomeBatchEnv(task="price_arbitrage", num_homes=2)
     module = SharedHomeModule(observation_space=env.observation_space, action_space=env.action_space,
                               model_config={"hidden": [8], "initial_log_std": agent.initial_log_std,
